@@ -1,0 +1,108 @@
+"""The executor interface: how a rendered batch script becomes a job somewhere.
+
+Modelled on submitit/dask-jobqueue: one small abstract class, one short module per
+scheduler. Every method is async because the remote variant (SLURM over SSH) does I/O.
+``states`` takes *all* tracked job ids and must cost one scheduler query, however many ids:
+a poller with 200 jobs must not run 200 ``squeue`` calls.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from shared.states import JobState
+
+#: Job names become file names and ``--job-name`` values: keep them boring.
+JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class ExecutorError(RuntimeError):
+    """A scheduler command failed; the message says which command and what it printed."""
+
+
+class InvalidJobName(ExecutorError, ValueError):
+    """A job name that could escape its directory or confuse the scheduler."""
+
+
+def check_job_name(name: str) -> str:
+    if not JOB_NAME_RE.fullmatch(name) or ".." in name:
+        raise InvalidJobName(
+            f"job name {name!r} is not allowed: use 1-128 letters, digits, '_', '-', '.', "
+            "starting with a letter or digit, and no '..'"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """One job as the scheduler sees it at one moment."""
+
+    job_id: str
+    state: JobState
+    #: SLURM's reason for PENDING (``Resources``, ``Priority``…) or for the end state.
+    reason: str | None = None
+    nodes: tuple[str, ...] = ()
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedJob:
+    job_id: str
+    name: str
+    script_path: Path
+    #: Where the job's stdout/stderr go (SLURM's ``%x-%j.out`` naming, also for ``local``).
+    output_path: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Executor(abc.ABC):
+    """Submit, observe and cancel batch jobs."""
+
+    kind: ClassVar[str]
+
+    @abc.abstractmethod
+    async def submit(self, script: str, name: str, workdir: Path) -> SubmittedJob:
+        """Save ``script`` as ``workdir/<name>.sh`` (kept for debugging) and submit it.
+
+        Output goes to ``workdir/<name>-<job_id>.out``. Raises ``ExecutorError`` with the
+        scheduler's message when submission is refused.
+        """
+
+    @abc.abstractmethod
+    async def states(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """The status of every given job, in one scheduler query.
+
+        Every requested id is in the answer: a job the scheduler has forgotten is resolved
+        (accounting, exit-code file) or reported as ``JobState.VANISHED``, never omitted.
+        """
+
+    @abc.abstractmethod
+    async def cancel(self, job_id: str) -> None:
+        """Ask the scheduler to end the job; cancelling an ended job is not an error."""
+
+    async def nodes(self, job_id: str) -> list[str]:
+        """Host names the job runs on (empty until it runs)."""
+        status = (await self.states([job_id]))[job_id]
+        return list(status.nodes)
+
+    async def read(self, path: Path) -> str:
+        """Read a job file (output, script) from wherever the jobs run."""
+        return path.read_text(errors="replace")
+
+    async def tail(self, path: Path, offset: int = 0) -> tuple[bytes, int]:
+        """Bytes appended to ``path`` since ``offset`` and the new offset (for log streaming)."""
+        try:
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return b"", offset
+        return data, offset + len(data)
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most executors hold nothing
+        """Release connections (the SSH executor keeps one open)."""

@@ -1,0 +1,103 @@
+"""Settings from ``AIFACTORY_*`` environment variables and an optional YAML config file.
+
+Precedence (highest first): explicit keyword arguments, environment, the YAML file named by
+``AIFACTORY_CONFIG`` (or ``~/.config/aifactory/config.yaml`` when present), defaults.
+Nested values use ``__`` in env var names, e.g. ``AIFACTORY_SLURM__PARTITION=gpu``.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ExecutorKind(StrEnum):
+    LOCAL = "local"
+    SLURM = "slurm"
+
+
+class SlurmSettings(BaseModel):
+    """Defaults applied when a recipe leaves them open."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    #: Extra directory prepended to PATH to find sbatch/squeue/scontrol/scancel/sacct.
+    bin_dir: Path | None = None
+
+
+def _default_config_file() -> Path | None:
+    explicit = os.environ.get("AIFACTORY_CONFIG")
+    if explicit:
+        return Path(explicit)
+    candidate = Path(platformdirs.user_config_dir("aifactory")) / "config.yaml"
+    return candidate if candidate.is_file() else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AIFACTORY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    #: Bearer token for the bus (NATS) when the site server requires one.
+    nats_token: SecretStr | None = None
+    state_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_state_dir("aifactory")))
+    recipes_dir: Path = REPO_ROOT / "recipes"
+    #: Where each job gets a folder with its rendered script and output. Must be visible to
+    #: compute nodes when the executor is ``slurm`` (a shared file system on real clusters).
+    jobs_dir: Path | None = None
+    executor: ExecutorKind = ExecutorKind.LOCAL
+    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
+
+    #: Job-state polling: first interval, and the ceiling the back-off grows to.
+    poll_interval: float = Field(default=2.0, gt=0)
+    poll_max_interval: float = Field(default=30.0, gt=0)
+    #: Health checks of a starting service.
+    health_interval: float = Field(default=1.0, gt=0)
+
+    ingress_host: str = "127.0.0.1"
+    ingress_port: int = Field(default=8001, ge=0, le=65535)
+    client_port: int = Field(default=8002, ge=0, le=65535)
+    monitor_port: int = Field(default=8003, ge=0, le=65535)
+    logs_port: int = Field(default=8004, ge=0, le=65535)
+    #: Required by the ingress when it binds anywhere but loopback.
+    api_token: SecretStr | None = None
+
+    @property
+    def effective_jobs_dir(self) -> Path:
+        return self.jobs_dir if self.jobs_dir is not None else self.state_dir / "jobs"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _default_config_file()
+        if config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)
