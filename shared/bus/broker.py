@@ -1,0 +1,28 @@
+"""Broker construction. One broker per service instance, never a module global."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream.nats import NatsBroker
+from faststream.security import BaseSecurity
+
+from shared.settings import Settings
+
+
+def make_broker(settings: Settings, *, name: str) -> NatsBroker:
+    """A broker for ``name`` (shows in ``nats server report connections``)."""
+    kwargs: dict[str, object] = {}
+    if settings.nats_token is not None:
+        # Passed to nats-py only, never logged (the broker logs servers, not credentials).
+        kwargs["token"] = settings.nats_token.get_secret_value()
+    security: BaseSecurity | None = None
+    return NatsBroker(
+        servers=settings.nats_url,
+        name=f"aifactory-{name}",
+        logger=logging.getLogger(f"aifactory.{name}.bus"),
+        security=security,
+        graceful_timeout=10.0,
+        max_reconnect_attempts=-1,
+        **kwargs,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,97 @@
+"""Streams and KV buckets, declared idempotently by every service at start.
+
+Each service declares the whole topology, so start order does not matter: the first one
+creates, the rest find it in place. A stream whose config drifted (an upgrade changed the
+subjects or the duplicate window) is updated rather than failing the start.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from shared import subjects
+
+log = logging.getLogger(__name__)
+
+DAY = 24 * 3600.0
+
+
+def stream_configs() -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=subjects.COMMANDS_STREAM,
+            subjects=list(subjects.COMMAND_SUBJECTS),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            # A command re-sent within this window with the same Nats-Msg-Id is dropped.
+            duplicate_window=600.0,
+            max_age=7 * DAY,
+            discard=DiscardPolicy.OLD,
+        ),
+        StreamConfig(
+            name=subjects.EVENTS_STREAM,
+            subjects=list(subjects.EVENT_SUBJECTS),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=120.0,
+            max_age=7 * DAY,
+            max_bytes=2 * 1024**3,
+            discard=DiscardPolicy.OLD,
+        ),
+        StreamConfig(
+            name=subjects.DEADLETTER_STREAM,
+            subjects=list(subjects.DEADLETTER_SUBJECTS),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=30 * DAY,
+            discard=DiscardPolicy.OLD,
+        ),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    services: KeyValue
+    benchmarks: KeyValue
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    for config in stream_configs():
+        assert config.name is not None
+        try:
+            info = await js.stream_info(config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+            log.info("created stream %s", config.name)
+            continue
+        current = info.config
+        if (
+            sorted(current.subjects or []) != sorted(config.subjects or [])
+            or current.duplicate_window != config.duplicate_window
+            or current.max_age != config.max_age
+        ):
+            await js.update_stream(config)
+            log.info("updated stream %s", config.name)
+
+
+async def ensure_bucket(js: JetStreamContext, bucket: str, *, history: int = 5) -> KeyValue:
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(
+            KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE)
+        )
+
+
+async def ensure_topology(js: JetStreamContext) -> Topology:
+    await ensure_streams(js)
+    return Topology(
+        services=await ensure_bucket(js, subjects.SERVICES_BUCKET),
+        benchmarks=await ensure_bucket(js, subjects.BENCHMARKS_BUCKET),
+    )

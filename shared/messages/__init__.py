@@ -1,0 +1,39 @@
+"""Pydantic models for every message of the bus catalogue (design.md §3)."""
+
+from shared.messages.base import Message, Model, new_id, utcnow
+from shared.messages.bench import (
+    BenchCancel,
+    BenchCompleted,
+    BenchFailed,
+    BenchMetrics,
+    BenchRequested,
+    BenchStarted,
+    BenchTarget,
+)
+from shared.messages.deploy import DeployCancel, DeployRequested
+from shared.messages.jobs import Endpoint, JobEvent, ServiceReady, ServiceUnhealthy
+from shared.messages.observe import DeadLetter, LogLines, MonitorSamples, Sample
+
+__all__ = [
+    "BenchCancel",
+    "BenchCompleted",
+    "BenchFailed",
+    "BenchMetrics",
+    "BenchRequested",
+    "BenchStarted",
+    "BenchTarget",
+    "DeadLetter",
+    "DeployCancel",
+    "DeployRequested",
+    "Endpoint",
+    "JobEvent",
+    "LogLines",
+    "Message",
+    "Model",
+    "MonitorSamples",
+    "Sample",
+    "ServiceReady",
+    "ServiceUnhealthy",
+    "new_id",
+    "utcnow",
+]

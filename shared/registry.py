@@ -1,0 +1,136 @@
+"""Registries kept in JetStream KV buckets, updated with revision checks.
+
+Every write is compare-and-set on the revision the writer read, so two writers (the poller
+and a cancel handler, or two server instances) never overwrite each other's change: the
+loser re-reads and re-applies its change function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.messages.base import utcnow
+from shared.messages.jobs import Endpoint
+from shared.states import BenchState, JobState, ServiceState
+
+R = TypeVar("R", bound=BaseModel)
+
+
+class RegistryConflict(RuntimeError):
+    """A compare-and-set kept losing: too many concurrent writers on one key."""
+
+
+class RecordExists(RuntimeError):
+    """``create`` found the key already there (the command was handled before)."""
+
+
+class ServiceRecord(BaseModel):
+    """What the registry knows of one deployed service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service_id: str
+    recipe: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    request_id: str
+    state: ServiceState = ServiceState.PENDING
+    job_id: str | None = None
+    job_name: str
+    job_state: JobState | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    nodes: list[str] = Field(default_factory=list)
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    executor: str
+    workdir: str
+    script_path: str | None = None
+    output_path: str | None = None
+    #: The validated recipe after overrides, kept so the service can be understood (and
+    #: re-resolved) even if the recipe file changes later.
+    spec: dict[str, Any] = Field(default_factory=dict)
+    cancel_requested: bool = False
+    created: datetime = Field(default_factory=utcnow)
+    updated: datetime = Field(default_factory=utcnow)
+    #: When the job was first seen running: the health timeout counts from here.
+    started: datetime | None = None
+    ready: datetime | None = None
+    ended: datetime | None = None
+
+
+class BenchmarkRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    benchmark_id: str
+    request_id: str
+    state: BenchState = BenchState.PENDING
+    target: dict[str, Any]
+    target_url: str | None = None
+    workload: dict[str, Any] = Field(default_factory=dict)
+    reason: str | None = None
+    results_dir: str | None = None
+    summary: dict[str, Any] | None = None
+    created: datetime = Field(default_factory=utcnow)
+    updated: datetime = Field(default_factory=utcnow)
+
+
+class KVRegistry(Generic[R]):
+    def __init__(self, kv: KeyValue, model: type[R]) -> None:
+        self.kv = kv
+        self.model = model
+
+    async def get(self, key: str) -> tuple[R, int] | None:
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError:
+            return None
+        if entry.value is None or entry.revision is None:
+            return None
+        return self.model.model_validate_json(entry.value), entry.revision
+
+    async def create(self, key: str, record: R) -> int:
+        try:
+            return await self.kv.create(key, record.model_dump_json().encode())
+        except KeyWrongLastSequenceError as exc:
+            raise RecordExists(key) from exc
+
+    async def update(self, key: str, change: Callable[[R], R | None], *, attempts: int = 20) -> R:
+        """Read, apply ``change``, write if the revision is unchanged; retry on conflict.
+
+        ``change`` returns the new record, or ``None`` to leave the record as it is.
+        """
+        for _ in range(attempts):
+            current = await self.get(key)
+            if current is None:
+                raise KeyError(key)
+            record, revision = current
+            new = change(record.model_copy(deep=True))
+            if new is None:
+                return record
+            if hasattr(new, "updated"):
+                new = new.model_copy(update={"updated": utcnow()})
+            try:
+                await self.kv.update(key, new.model_dump_json().encode(), last=revision)
+            except KeyWrongLastSequenceError:
+                continue
+            return new
+        raise RegistryConflict(f"gave up updating {key!r} after {attempts} conflicting writes")
+
+    async def keys(self) -> list[str]:
+        try:
+            return list(await self.kv.keys())
+        except NoKeysError:
+            return []
+
+    async def all(self) -> list[R]:
+        records = []
+        for key in await self.keys():
+            found = await self.get(key)
+            if found is not None:
+                records.append(found[0])
+        return records
