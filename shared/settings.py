@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     poll_max_interval: float = Field(default=30.0, gt=0)
     #: Health checks of a starting service.
     health_interval: float = Field(default=1.0, gt=0)
+    #: A command not acknowledged within this time is redelivered (its handler crashed).
+    command_ack_wait: float = Field(default=30.0, gt=0)
+    command_max_deliver: int = Field(default=5, ge=1)
+    #: After a crash, a service recorded without a job id is only resubmitted when no job of
+    #: its name has appeared for this long: an sbatch started by the dead process may still
+    #: land (submitting at once could make two jobs).
+    submit_grace: float = Field(default=45.0, ge=0)
 
     ingress_host: str = "127.0.0.1"
     ingress_port: int = Field(default=8001, ge=0, le=65535)

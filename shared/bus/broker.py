@@ -10,9 +10,12 @@ from faststream.security import BaseSecurity
 from shared.settings import Settings
 
 
-def make_broker(settings: Settings, *, name: str) -> NatsBroker:
-    """A broker for ``name`` (shows in ``nats server report connections``)."""
-    kwargs: dict[str, object] = {}
+def make_broker(settings: Settings, *, name: str, **options: object) -> NatsBroker:
+    """A broker for ``name`` (shows in ``nats server report connections``).
+
+    ``options`` go to nats-py's connect (e.g. a short ``connect_timeout`` for the CLI).
+    """
+    kwargs: dict[str, object] = {"max_reconnect_attempts": -1, **options}
     if settings.nats_token is not None:
         # Passed to nats-py only, never logged (the broker logs servers, not credentials).
         kwargs["token"] = settings.nats_token.get_secret_value()
@@ -23,6 +26,5 @@ def make_broker(settings: Settings, *, name: str) -> NatsBroker:
         logger=logging.getLogger(f"aifactory.{name}.bus"),
         security=security,
         graceful_timeout=10.0,
-        max_reconnect_attempts=-1,
         **kwargs,  # type: ignore[arg-type]
     )

@@ -82,6 +82,14 @@ class Executor(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def find_by_name(self, name: str) -> list[str]:
+        """Ids of the jobs the scheduler still knows under ``name``, oldest first.
+
+        This is how a server that crashed between ``sbatch`` and recording the job id finds
+        the job again instead of submitting a second one.
+        """
+
+    @abc.abstractmethod
     async def cancel(self, job_id: str) -> None:
         """Ask the scheduler to end the job; cancelling an ended job is not an error."""
 

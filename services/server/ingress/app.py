@@ -1,0 +1,212 @@
+"""The HTTP edge: REST calls become bus commands; reads come from the KV registry.
+
+The ingress never touches the scheduler itself: it publishes ``deploy.requested`` /
+``deploy.cancel`` and answers 202 with the service id, exactly as the CLI does, so HTTP and
+CLI users see the same behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response
+from fastapi.responses import JSONResponse
+from faststream.nats import NatsBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.server.ingress.auth import BearerAuth
+from services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, forward
+from services.server.metrics import ServerMetrics
+from shared import subjects
+from shared.bus import publish
+from shared.messages import DeployCancel, DeployRequested, new_id
+from shared.messages.base import ID_PATTERN
+from shared.messages.deploy import RECIPE_REF_PATTERN
+from shared.recipes import RecipeError, list_recipes, load_recipe
+from shared.registry import KVRegistry, ServiceRecord
+from shared.settings import Settings
+from shared.states import ServiceState
+
+ServiceId = Annotated[str, Path(pattern=ID_PATTERN, description="service id")]
+RecipePart = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+
+
+@dataclass
+class IngressContext:
+    settings: Settings
+    broker: NatsBroker
+    services: KVRegistry[ServiceRecord]
+    metrics: ServerMetrics
+
+
+class CreateService(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recipe: str = Field(pattern=RECIPE_REF_PATTERN, examples=["inference/simulator"])
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class Accepted(BaseModel):
+    service_id: str
+    status_url: str
+
+
+class ServiceStatus(BaseModel):
+    service_id: str
+    state: ServiceState
+    job_id: str | None
+    job_state: str | None
+    reason: str | None
+    endpoints: list[dict[str, Any]]
+
+
+class PromptRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=200_000)
+    max_tokens: int = Field(default=64, ge=1, le=32_768)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    model: str | None = Field(default=None, max_length=256)
+    chat: bool = False
+
+
+def recipe_error_response(exc: RecipeError) -> JSONResponse:
+    detail = [{"loc": e.path, "msg": e.reason} for e in exc.errors]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def create_ingress(ctx: IngressContext) -> FastAPI:
+    token = ctx.settings.api_token.get_secret_value() if ctx.settings.api_token else None
+    app = FastAPI(
+        title="aifactory ingress",
+        version="1",
+        description="Deploy AI services from recipes and follow them.",
+    )
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(BearerAuth(token))])
+    balancer = ReplicaBalancer()
+    http = httpx.AsyncClient()
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        ctx.metrics.http_requests.labels(
+            request.method, getattr(route, "path", "unmatched"), str(response.status_code)
+        ).inc()
+        return response
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        ok = ctx.broker.connection is not None and ctx.broker.connection.is_connected
+        if not ok:
+            raise HTTPException(503, "bus disconnected")
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def get_record(service_id: str) -> ServiceRecord:
+        found = await ctx.services.get(service_id)
+        if found is None:
+            raise HTTPException(404, f"no service {service_id!r}")
+        return found[0]
+
+    @api.post("/services", status_code=202, response_model=Accepted, tags=["services"])
+    async def create_service(body: CreateService) -> Any:
+        try:
+            load_recipe(body.recipe, ctx.settings.recipes_dir, body.overrides)
+        except RecipeError as exc:
+            return recipe_error_response(exc)
+        service_id = new_id()[:12]
+        cmd = DeployRequested(service_id=service_id, recipe=body.recipe, overrides=body.overrides)
+        await publish(ctx.broker, cmd, stream=subjects.COMMANDS_STREAM)
+        return Accepted(service_id=service_id, status_url=f"/api/v1/services/{service_id}/status")
+
+    @api.get("/services", response_model=list[ServiceRecord], tags=["services"])
+    async def list_services() -> list[ServiceRecord]:
+        return sorted(await ctx.services.all(), key=lambda r: r.created)
+
+    @api.get("/services/{service_id}", response_model=ServiceRecord, tags=["services"])
+    async def get_service(service_id: ServiceId) -> ServiceRecord:
+        return await get_record(service_id)
+
+    @api.get("/services/{service_id}/status", response_model=ServiceStatus, tags=["services"])
+    async def service_status(service_id: ServiceId) -> ServiceStatus:
+        r = await get_record(service_id)
+        return ServiceStatus(
+            service_id=r.service_id,
+            state=r.state,
+            job_id=r.job_id,
+            job_state=r.job_state.value if r.job_state else None,
+            reason=r.reason,
+            endpoints=[e.model_dump() for e in r.endpoints],
+        )
+
+    @api.delete("/services/{service_id}", status_code=202, tags=["services"])
+    async def delete_service(service_id: ServiceId) -> dict[str, str]:
+        await get_record(service_id)
+        await publish(
+            ctx.broker, DeployCancel(service_id=service_id), stream=subjects.COMMANDS_STREAM
+        )
+        return {"service_id": service_id, "status": "cancel requested"}
+
+    async def running_endpoints(service_id: str) -> tuple[ServiceRecord, list[Any]]:
+        record = await get_record(service_id)
+        if record.state is not ServiceState.RUNNING or not record.endpoints:
+            raise HTTPException(409, f"service {service_id} is {record.state.value}, not running")
+        return record, balancer.order(service_id, record.endpoints)
+
+    @api.get("/services/{service_id}/models", tags=["inference"])
+    async def service_models(service_id: ServiceId) -> Any:
+        _, endpoints = await running_endpoints(service_id)
+        try:
+            response = await forward(http, endpoints, "GET", "/v1/models", timeout=10)
+        except NoHealthyReplica as exc:
+            raise HTTPException(502, str(exc)) from exc
+        return JSONResponse(status_code=response.status_code, content=response.json())
+
+    @api.post("/services/{service_id}/prompt", tags=["inference"])
+    async def service_prompt(service_id: ServiceId, body: PromptRequest) -> Any:
+        record, endpoints = await running_endpoints(service_id)
+        model = body.model or record.spec.get("model") or await _first_model(endpoints)
+        common = {"model": model, "max_tokens": body.max_tokens, "temperature": body.temperature}
+        if body.chat:
+            path = "/v1/chat/completions"
+            payload = {**common, "messages": [{"role": "user", "content": body.prompt}]}
+        else:
+            path, payload = "/v1/completions", {**common, "prompt": body.prompt}
+        try:
+            response = await forward(http, endpoints, "POST", path, json_body=payload)
+        except NoHealthyReplica as exc:
+            raise HTTPException(502, str(exc)) from exc
+        return JSONResponse(status_code=response.status_code, content=response.json())
+
+    async def _first_model(endpoints: list[Any]) -> str:
+        try:
+            response = await forward(http, endpoints, "GET", "/v1/models", timeout=10)
+            return str(response.json()["data"][0]["id"])
+        except (NoHealthyReplica, KeyError, IndexError, ValueError) as exc:
+            raise HTTPException(502, f"cannot find the served model: {exc}") from exc
+
+    @api.get("/recipes", tags=["recipes"])
+    async def recipes() -> list[dict[str, str]]:
+        return [
+            {"category": r.category, "name": r.name, "ref": f"{r.category}/{r.name}"}
+            for r in list_recipes(ctx.settings.recipes_dir)
+        ]
+
+    @api.get("/recipes/{category}/{name}", tags=["recipes"])
+    async def recipe(category: RecipePart, name: RecipePart) -> Any:
+        try:
+            found = load_recipe(f"{category}/{name}", ctx.settings.recipes_dir)
+        except RecipeError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        return found.model_dump(mode="json")
+
+    app.include_router(api)
+    app.router.on_shutdown.append(http.aclose)
+    return app

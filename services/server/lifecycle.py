@@ -1,0 +1,341 @@
+"""Service lifecycle: from a deploy command to a tracked job, and every transition after.
+
+All state lives in the KV registry; this class only holds the handles it needs. Every
+registry write is compare-and-set, every transition is published as an event, and every
+step is safe to repeat: a redelivered command, a restart mid-submit or a second poll of
+the same state changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from faststream.nats import NatsBroker
+
+from services.server.metrics import ServerMetrics
+from shared import subjects
+from shared.bus import publish
+from shared.executors.base import Executor, ExecutorError, JobStatus
+from shared.messages import (
+    DeployCancel,
+    DeployRequested,
+    Endpoint,
+    JobEvent,
+    ServiceReady,
+    ServiceUnhealthy,
+)
+from shared.messages.base import utcnow
+from shared.recipes import Recipe, RecipeError, load_recipe
+from shared.registry import KVRegistry, RecordExists, ServiceRecord
+from shared.render import render_script
+from shared.settings import Settings
+from shared.states import JobState, ServiceState, service_state_for
+
+log = logging.getLogger(__name__)
+
+
+def job_name_for(service_id: str) -> str:
+    """Deterministic, so a restarted server can find a job it submitted but never recorded."""
+    return f"aif-{service_id}"
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        broker: NatsBroker,
+        executor: Executor,
+        registry: KVRegistry[ServiceRecord],
+        metrics: ServerMetrics,
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.executor = executor
+        self.registry = registry
+        self.metrics = metrics
+        #: Ids of services whose job is being followed; the poller queries exactly these.
+        self.tracked: set[str] = set()
+        self._recoveries: set[asyncio.Task[None]] = set()
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def deploy(self, cmd: DeployRequested) -> None:
+        started = time.perf_counter()
+        if await self.registry.get(cmd.service_id) is not None:
+            log.info("deploy %s already handled; ignoring repeat", cmd.service_id)
+            self.metrics.deploys.labels("duplicate").inc()
+            return
+        record = ServiceRecord(
+            service_id=cmd.service_id,
+            recipe=cmd.recipe,
+            overrides=cmd.overrides,
+            request_id=cmd.id,
+            job_name=job_name_for(cmd.service_id),
+            executor=self.executor.kind,
+            workdir=str(self.settings.effective_jobs_dir / cmd.service_id),
+        )
+        try:
+            recipe = load_recipe(cmd.recipe, self.settings.recipes_dir, cmd.overrides)
+        except RecipeError as exc:
+            record = record.model_copy(
+                update={"state": ServiceState.FAILED, "reason": str(exc), "ended": utcnow()}
+            )
+            self.metrics.deploys.labels("invalid_recipe").inc()
+            try:
+                await self.registry.create(cmd.service_id, record)
+            except RecordExists:
+                return
+            return
+        record = record.model_copy(update={"spec": recipe.model_dump(mode="json")})
+        try:
+            await self.registry.create(cmd.service_id, record)
+        except RecordExists:
+            self.metrics.deploys.labels("duplicate").inc()
+            return
+        await self._submit(record, recipe)
+        self.metrics.submit_seconds.observe(time.perf_counter() - started)
+
+    async def cancel(self, cmd: DeployCancel) -> None:
+        found = await self.registry.get(cmd.service_id)
+        if found is None:
+            log.info("cancel for unknown service %s ignored", cmd.service_id)
+            return
+        record, _ = found
+        if record.state.is_terminal:
+            return
+
+        def mark(r: ServiceRecord) -> ServiceRecord | None:
+            if r.cancel_requested or r.state.is_terminal:
+                return None
+            r.cancel_requested = True
+            return r
+
+        record = await self.registry.update(cmd.service_id, mark)
+        if record.job_id is not None:
+            await self.executor.cancel(record.job_id)
+            self.tracked.add(record.service_id)
+        # With no job id yet, the submit path sees cancel_requested and cancels right after.
+
+    # -- submission -----------------------------------------------------------------------
+
+    async def _submit(self, record: ServiceRecord, recipe: Recipe) -> None:
+        workdir = Path(record.workdir)
+        try:
+            script = render_script(
+                recipe, job_name=record.job_name, workdir=workdir, service_id=record.service_id
+            )
+            job = await self.executor.submit(script, record.job_name, workdir)
+        except (ExecutorError, RecipeError, OSError) as exc:
+            await self._fail_before_job(record.service_id, f"submission failed: {exc}")
+            return
+
+        def attach(r: ServiceRecord) -> ServiceRecord:
+            r.job_id = job.job_id
+            r.job_state = JobState.PENDING
+            r.script_path = str(job.script_path)
+            r.output_path = str(job.output_path)
+            return r
+
+        updated = await self.registry.update(record.service_id, attach)
+        self.metrics.deploys.labels("submitted").inc()
+        self.tracked.add(record.service_id)
+        await self._publish_job(updated, JobStatus(job.job_id, JobState.PENDING), submitted=True)
+        if updated.cancel_requested:
+            await self.executor.cancel(job.job_id)
+
+    async def _fail_before_job(self, service_id: str, reason: str) -> None:
+        def fail(r: ServiceRecord) -> ServiceRecord:
+            r.state = ServiceState.FAILED
+            r.reason = reason
+            r.ended = utcnow()
+            return r
+
+        await self.registry.update(service_id, fail)
+        self.metrics.deploys.labels("failed").inc()
+        log.error("service %s failed before a job existed: %s", service_id, reason)
+
+    async def reconcile(self) -> None:
+        """Bring the registry in line with the scheduler after a (re)start.
+
+        Records with a job are tracked again; the next poll gives jobs that ended meanwhile
+        their final state. Records without a job id may belong to a submission cut short by
+        a crash: they are recovered in the background (see ``_recover_unsubmitted``).
+        """
+        for record in await self.registry.all():
+            if record.state.is_terminal:
+                continue
+            if record.job_id is not None:
+                self.tracked.add(record.service_id)
+                continue
+            task = asyncio.create_task(self._recover_unsubmitted(record.service_id))
+            self._recoveries.add(task)
+            task.add_done_callback(self._recoveries.discard)
+
+    async def _recover_unsubmitted(self, service_id: str) -> None:
+        """Adopt the job a dead process submitted, or submit once the grace has passed."""
+        while True:
+            found = await self.registry.get(service_id)
+            if found is None or found[0].state.is_terminal or found[0].job_id is not None:
+                return
+            record = found[0]
+            job_ids = await self.executor.find_by_name(record.job_name)
+            if job_ids:
+                await self._adopt(record, job_ids)
+                return
+            if record.cancel_requested:
+                await self._end_without_job(service_id, ServiceState.CANCELLED)
+                return
+            age = (utcnow() - record.updated).total_seconds()
+            if age >= self.settings.submit_grace:
+                try:
+                    recipe = Recipe.model_validate(record.spec)
+                except ValueError as exc:
+                    await self._fail_before_job(service_id, f"stored spec invalid: {exc}")
+                    return
+                log.info("resubmitting %s: no job appeared within the grace", service_id)
+                await self._submit(record, recipe)
+                return
+            await asyncio.sleep(min(1.0, self.settings.submit_grace - age))
+
+    async def _adopt(self, record: ServiceRecord, job_ids: list[str]) -> None:
+        keep, extra = job_ids[0], job_ids[1:]
+        for job_id in extra:  # never two jobs for one service
+            await self.executor.cancel(job_id)
+
+        def adopt(r: ServiceRecord) -> ServiceRecord:
+            r.job_id = keep
+            r.job_state = JobState.PENDING
+            return r
+
+        await self.registry.update(record.service_id, adopt)
+        self.tracked.add(record.service_id)
+        log.info("adopted job %s for %s after restart", keep, record.service_id)
+
+    async def _end_without_job(self, service_id: str, state: ServiceState) -> None:
+        def end(r: ServiceRecord) -> ServiceRecord:
+            r.state = state
+            r.ended = utcnow()
+            return r
+
+        await self.registry.update(service_id, end)
+
+    # -- observation ----------------------------------------------------------------------
+
+    async def apply_status(self, service_id: str, status: JobStatus) -> ServiceRecord | None:
+        """Record one polled job status; publish the transition if it is one."""
+        found = await self.registry.get(service_id)
+        if found is None:
+            self.tracked.discard(service_id)
+            return None
+        before = found[0]
+        changed = (
+            before.job_state != status.state
+            or tuple(before.nodes) != status.nodes
+            or before.reason != status.reason
+        )
+        if not changed:
+            return before
+
+        def observe(r: ServiceRecord) -> ServiceRecord | None:
+            if r.state.is_terminal:
+                return None
+            healthy = r.state is ServiceState.RUNNING
+            r.job_state = status.state
+            r.reason = status.reason
+            r.exit_code = status.exit_code
+            if status.nodes:
+                r.nodes = list(status.nodes)
+                r.endpoints = self._endpoints(r)
+            r.state = service_state_for(status.state, healthy=healthy)
+            if status.state.is_active and r.started is None:
+                r.started = utcnow()
+            if status.state.is_terminal:
+                r.ended = utcnow()
+            return r
+
+        after = await self.registry.update(service_id, observe)
+        if after.state.is_terminal:
+            self.tracked.discard(service_id)
+        if after.job_state != before.job_state:
+            self.metrics.transitions.labels(status.state.value).inc()
+            await self._publish_job(after, status)
+        return after
+
+    def _endpoints(self, record: ServiceRecord) -> list[Endpoint]:
+        recipe = Recipe.model_validate(record.spec)
+        return [
+            Endpoint(host=e.host, port=e.port, url=e.url, replica=e.replica)
+            for e in recipe.endpoints(record.nodes)
+        ]
+
+    async def mark_ready(self, record: ServiceRecord) -> None:
+        def ready(r: ServiceRecord) -> ServiceRecord | None:
+            if r.state is not ServiceState.STARTING:
+                return None
+            r.state = ServiceState.RUNNING
+            r.ready = utcnow()
+            r.reason = None
+            return r
+
+        after = await self.registry.update(record.service_id, ready)
+        if after.state is ServiceState.RUNNING and record.state is ServiceState.STARTING:
+            await publish(
+                self.broker,
+                ServiceReady(
+                    service_id=after.service_id,
+                    recipe=after.recipe,
+                    endpoints=after.endpoints,
+                    correlation_id=after.request_id,
+                ),
+                stream=subjects.EVENTS_STREAM,
+            )
+
+    async def mark_unhealthy(self, record: ServiceRecord, reason: str) -> None:
+        """The service never became healthy in time: say so, free the allocation, fail it."""
+        await publish(
+            self.broker,
+            ServiceUnhealthy(
+                service_id=record.service_id,
+                reason=reason,
+                endpoints=record.endpoints,
+                correlation_id=record.request_id,
+            ),
+            stream=subjects.EVENTS_STREAM,
+        )
+
+        def fail(r: ServiceRecord) -> ServiceRecord:
+            r.state = ServiceState.FAILED
+            r.reason = reason
+            r.ended = utcnow()
+            return r
+
+        await self.registry.update(record.service_id, fail)
+        self.tracked.discard(record.service_id)
+        if record.job_id is not None:
+            await self.executor.cancel(record.job_id)
+
+    def health_deadline_passed(self, record: ServiceRecord, timeout: float) -> bool:
+        if record.started is None:
+            return False
+        return (datetime.now(UTC) - record.started).total_seconds() > timeout
+
+    async def _publish_job(
+        self, record: ServiceRecord, status: JobStatus, *, submitted: bool = False
+    ) -> None:
+        event = JobEvent(
+            service_id=record.service_id,
+            job_id=status.job_id,
+            job_state=status.state,
+            reason=status.reason,
+            nodes=list(status.nodes),
+            exit_code=status.exit_code,
+            submitted=submitted,
+            correlation_id=record.request_id,
+        )
+        subject = subjects.JOB_SUBMITTED if submitted else subjects.job_subject(status.state)
+        await publish(self.broker, event, subject=subject, stream=subjects.EVENTS_STREAM)

@@ -1,0 +1,113 @@
+"""Wiring and lifetime of the server service process.
+
+Start order matters for "nothing lost, nothing twice": connect, declare the topology,
+reconcile the registry with the scheduler, and only then start consuming commands and
+polling — so a command redelivered after a crash meets a registry that is already true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import uvicorn
+from faststream.nats import NatsBroker
+
+from services.server.handlers import build_router
+from services.server.ingress.app import IngressContext, create_ingress
+from services.server.ingress.auth import check_bind
+from services.server.lifecycle import Lifecycle
+from services.server.metrics import ServerMetrics
+from services.server.tracker import Tracker
+from shared.bus import ensure_topology, make_broker
+from shared.executors.base import Executor
+from shared.executors.factory import make_executor
+from shared.registry import KVRegistry, ServiceRecord
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+
+class ServerService:
+    def __init__(self, settings: Settings, executor: Executor | None = None) -> None:
+        self.settings = settings
+        self.executor = executor or make_executor(settings)
+        self.broker: NatsBroker = make_broker(settings, name="server")
+        self.metrics = ServerMetrics()
+        self._stop = asyncio.Event()
+        self.http: _EmbeddedUvicorn | None = None
+
+    async def run(self) -> None:
+        token = self.settings.api_token
+        check_bind(self.settings.ingress_host, token.get_secret_value() if token else None)
+        await self.broker.connect()
+        topology = await ensure_topology(self.broker.connection.jetstream())
+        registry = KVRegistry(topology.services, ServiceRecord)
+        lifecycle = Lifecycle(
+            settings=self.settings,
+            broker=self.broker,
+            executor=self.executor,
+            registry=registry,
+            metrics=self.metrics,
+        )
+        tracker = Tracker(lifecycle)
+        await lifecycle.reconcile()
+        self.broker.include_router(build_router(self.settings, lifecycle, tracker))
+        await self.broker.start()
+        ingress = create_ingress(
+            IngressContext(
+                settings=self.settings, broker=self.broker, services=registry, metrics=self.metrics
+            )
+        )
+        self.http = _EmbeddedUvicorn(
+            uvicorn.Config(
+                ingress,
+                host=self.settings.ingress_host,
+                port=self.settings.ingress_port,
+                log_level="warning",
+                lifespan="on",
+            )
+        )
+        tasks = [
+            asyncio.create_task(tracker.run(), name="tracker"),
+            asyncio.create_task(self.http.serve(), name="ingress"),
+        ]
+        stop = asyncio.create_task(self._stop.wait(), name="stop")
+        log.info(
+            "server service up: executor=%s ingress=http://%s:%s",
+            self.executor.kind,
+            self.settings.ingress_host,
+            self.settings.ingress_port,
+        )
+        try:
+            done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            self.http.should_exit = True
+            for task in tasks:
+                if task.get_name() == "tracker":
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            stop.cancel()
+            await self.broker.stop()
+            await self.executor.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop)

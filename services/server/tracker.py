@@ -1,0 +1,112 @@
+"""The poller: one batched scheduler query per interval for every tracked job.
+
+Back-off doubles the interval while the scheduler fails (slurmctld restarting, a login node
+under load) up to ``poll_max_interval`` and snaps back after the first success, so a
+struggling controller is not hammered by a fleet of aifactory servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import httpx
+
+from services.server.health import probe_all
+from services.server.lifecycle import Lifecycle
+from shared.executors.base import ExecutorError
+from shared.recipes import Recipe
+from shared.registry import ServiceRecord
+from shared.states import ServiceState
+
+log = logging.getLogger(__name__)
+
+
+class Tracker:
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self.lifecycle = lifecycle
+        self.settings = lifecycle.settings
+        self.interval = self.settings.poll_interval
+        self._wake = asyncio.Event()
+        self._last_health: dict[str, float] = {}
+
+    def wake(self) -> None:
+        """Poll now (a job was just submitted or cancelled)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient() as client:
+            while True:
+                starting = await self.poll_once(client)
+                delay = self.interval
+                if starting:
+                    delay = min(delay, self.settings.health_interval)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def poll_once(self, client: httpx.AsyncClient) -> bool:
+        """One poll; returns whether some service is waiting for its health check."""
+        lc = self.lifecycle
+        lc.metrics.tracked.set(len(lc.tracked))
+        if not lc.tracked:
+            return False
+        job_ids: dict[str, str] = {}
+        records: dict[str, ServiceRecord] = {}
+        for service_id in list(lc.tracked):
+            found = await lc.registry.get(service_id)
+            if found is None or found[0].job_id is None or found[0].state.is_terminal:
+                lc.tracked.discard(service_id)
+                continue
+            records[service_id] = found[0]
+            job_ids[service_id] = found[0].job_id
+        if not job_ids:
+            return False
+        started = time.perf_counter()
+        try:
+            statuses = await lc.executor.states(list(job_ids.values()))
+        except ExecutorError as exc:
+            lc.metrics.poll_errors.inc()
+            self.interval = min(self.interval * 2, self.settings.poll_max_interval)
+            log.warning("scheduler query failed (next try in %.1fs): %s", self.interval, exc)
+            return False
+        lc.metrics.polls.inc()
+        lc.metrics.poll_seconds.observe(time.perf_counter() - started)
+        self.interval = self.settings.poll_interval
+        waiting = False
+        checks = []
+        for service_id, job_id in job_ids.items():
+            status = statuses.get(job_id)
+            if status is None:
+                continue
+            record = await lc.apply_status(service_id, status) or records[service_id]
+            if record.state is ServiceState.STARTING:
+                waiting = True
+                checks.append(self._check_health(client, record))
+        if checks:
+            await asyncio.gather(*checks)
+        return waiting
+
+    async def _check_health(self, client: httpx.AsyncClient, record: ServiceRecord) -> None:
+        recipe = Recipe.model_validate(record.spec)
+        now = time.monotonic()
+        last = self._last_health.get(record.service_id, 0.0)
+        if now - last < recipe.health.interval:
+            return
+        self._last_health[record.service_id] = now
+        if not record.endpoints:
+            return
+        problems = await probe_all(client, record.endpoints, recipe.health.path)
+        if not problems:
+            self._last_health.pop(record.service_id, None)
+            await self.lifecycle.mark_ready(record)
+            return
+        if self.lifecycle.health_deadline_passed(record, recipe.health.timeout):
+            self._last_health.pop(record.service_id, None)
+            reason = (
+                f"not healthy within {recipe.health.timeout:g}s of the job starting: "
+                + "; ".join(problems[:3])
+            )
+            await self.lifecycle.mark_unhealthy(record, reason)

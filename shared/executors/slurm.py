@@ -1,0 +1,261 @@
+"""The ``slurm`` executor: sbatch / squeue / sacct / scancel on this host.
+
+Every scheduler command runs as an argument list (never through a shell) with a timeout, and
+is counted in ``calls`` so tests and metrics can prove the poller's cost: ``states`` makes
+exactly one ``squeue`` call however many jobs are tracked (the whole user's queue with
+``--states=all``, filtered here), plus at most one batched ``sacct`` call for jobs squeue has
+already forgotten. When squeue fails the error propagates as ``ExecutorError`` so the caller
+backs off instead of reading "no jobs" as "all jobs vanished".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import getpass
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.executors.base import (
+    Executor,
+    ExecutorError,
+    JobStatus,
+    SubmittedJob,
+    check_job_name,
+)
+from shared.executors.slurm_states import (
+    SACCT_FORMAT,
+    SQUEUE_FORMAT,
+    SlurmParseError,
+    is_job_id,
+    parse_sacct_line,
+    parse_squeue_line,
+)
+from shared.states import JobState
+
+log = logging.getLogger(__name__)
+
+#: scancel's answers that mean "nothing left to cancel": not an error for ``cancel``.
+_ALREADY_GONE = ("already completing or completed", "invalid job id", "job has already finished")
+#: sacct's answers that mean accounting is off for good on this cluster.
+_NO_ACCOUNTING = ("accounting storage is disabled", "accounting_storage/none")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class SlurmExecutor(Executor):
+    """Submit and watch batch jobs with the SLURM commands found on this host."""
+
+    kind = "slurm"
+
+    def __init__(
+        self,
+        bin_dir: Path | None = None,
+        user: str | None = None,
+        command_timeout: float = 30.0,
+    ) -> None:
+        #: Searched before PATH for every SLURM command (``Settings.slurm.bin_dir``).
+        self.bin_dir = bin_dir
+        self.user = user or getpass.getuser()
+        self.command_timeout = command_timeout
+        #: Scheduler commands run so far, by name (``{"squeue": 3, "sbatch": 2}``).
+        self.calls: collections.Counter[str] = collections.Counter()
+        #: None until the first sacct call tells whether accounting works here.
+        self.sacct_available: bool | None = None
+        self._resolved: dict[str, str] = {}
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def _resolve(self, name: str) -> str:
+        cached = self._resolved.get(name)
+        if cached is not None:
+            return cached
+        search = os.environ.get("PATH", os.defpath)
+        if self.bin_dir is not None:
+            search = f"{self.bin_dir}{os.pathsep}{search}"
+        found = shutil.which(name, path=search)
+        if found is None:
+            where = f"{self.bin_dir} or PATH" if self.bin_dir else "PATH"
+            raise ExecutorError(
+                f"SLURM command {name!r} not found in {where}: install slurm-wlm, or set "
+                "AIFACTORY_SLURM__BIN_DIR to the directory holding sbatch/squeue/scancel"
+            )
+        self._resolved[name] = found
+        return found
+
+    async def _run(self, name: str, *args: str) -> CommandResult:
+        """Run one scheduler command with a timeout; kill it when the timeout passes."""
+        program = self._resolve(name)
+        self.calls[name] += 1
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                program,
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise ExecutorError(f"cannot run {program}: {exc}") from exc
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), self.command_timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise ExecutorError(
+                f"{name} did not answer within {self.command_timeout:g} s (killed); "
+                "is slurmctld up? (`sinfo`, the slurmctld log)"
+            ) from None
+        assert proc.returncode is not None
+        return CommandResult(
+            proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+        )
+
+    # -- Executor ---------------------------------------------------------------------------
+
+    async def submit(self, script: str, name: str, workdir: Path) -> SubmittedJob:
+        check_job_name(name)
+        workdir = workdir.resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        script_path = workdir / f"{name}.sh"
+        script_path.write_text(script)
+        script_path.chmod(0o700)
+        # sbatch expands %-patterns in file names: a literal % in the directory is %%.
+        pattern_dir = str(workdir).replace("%", "%%")
+        result = await self._run(
+            "sbatch",
+            "--parsable",
+            f"--job-name={name}",
+            f"--output={pattern_dir}/%x-%j.out",
+            f"--chdir={workdir}",
+            str(script_path),
+        )
+        if result.returncode != 0:
+            raise ExecutorError(
+                f"sbatch refused job {name!r} (exit {result.returncode}): "
+                f"{result.stderr.strip() or result.stdout.strip()}"
+            )
+        lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+        job_id, _, cluster = (lines[-1] if lines else "").partition(";")
+        if not is_job_id(job_id):
+            raise ExecutorError(
+                f"sbatch accepted job {name!r} but printed no job id: {result.stdout!r} "
+                f"{result.stderr!r}"
+            )
+        extra = {"cluster": cluster} if cluster else {}
+        return SubmittedJob(
+            job_id=job_id,
+            name=name,
+            script_path=script_path,
+            output_path=workdir / f"{name}-{job_id}.out",
+            extra=extra,
+        )
+
+    async def states(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        wanted = list(dict.fromkeys(job_ids))
+        if not wanted:
+            return {}
+        result = await self._run(
+            "squeue", "--noheader", "--states=all", f"--user={self.user}", "-O", SQUEUE_FORMAT
+        )
+        if result.returncode != 0:
+            raise ExecutorError(
+                f"squeue failed (exit {result.returncode}): {result.stderr.strip()}; "
+                "job states unknown, retry later"
+            )
+        wanted_set = set(wanted)
+        found: dict[str, JobStatus] = {}
+        for line in result.stdout.splitlines():
+            if not line.strip():
+                continue
+            try:
+                status = parse_squeue_line(line)
+            except SlurmParseError as exc:
+                log.warning("ignoring squeue output line: %s", exc)
+                continue
+            if status.job_id in wanted_set:
+                found[status.job_id] = status
+        missing = [job_id for job_id in wanted if job_id not in found]
+        if missing:
+            found.update(await self._resolve_forgotten(missing))
+        return {job_id: found[job_id] for job_id in wanted}
+
+    async def _resolve_forgotten(self, job_ids: list[str]) -> dict[str, JobStatus]:
+        """Jobs squeue no longer lists: ask accounting once, else report them vanished."""
+        resolved: dict[str, JobStatus] = {}
+        why = "not in squeue and no accounting record"
+        valid = [job_id for job_id in job_ids if is_job_id(job_id)]
+        if valid and self.sacct_available is not False:
+            try:
+                result = await self._run(
+                    "sacct", "-X", "-n", "-P", "-o", SACCT_FORMAT, "-j", ",".join(valid)
+                )
+            except ExecutorError as exc:
+                # sacct missing (not installed) counts as "no accounting"; a timeout does not.
+                if "not found" in str(exc):
+                    self.sacct_available = False
+                log.warning("sacct unavailable: %s", exc)
+                why = f"not in squeue; sacct failed: {exc}"
+            else:
+                if result.returncode == 0:
+                    self.sacct_available = True
+                    for line in result.stdout.splitlines():
+                        if not line.strip():
+                            continue
+                        try:
+                            status = parse_sacct_line(line)
+                        except SlurmParseError as exc:
+                            log.warning("ignoring sacct output line: %s", exc)
+                            continue
+                        resolved.setdefault(status.job_id, status)
+                elif any(text in result.stderr.lower() for text in _NO_ACCOUNTING):
+                    self.sacct_available = False
+                    log.info("SLURM accounting is disabled: forgotten jobs become vanished")
+                    why = "not in squeue and accounting is disabled"
+                else:
+                    why = f"not in squeue; sacct failed: {result.stderr.strip()}"
+                    log.warning("sacct failed (exit %s): %s", result.returncode, result.stderr)
+        elif self.sacct_available is False:
+            why = "not in squeue and accounting is disabled"
+        for job_id in job_ids:
+            if job_id not in resolved:
+                resolved[job_id] = JobStatus(job_id=job_id, state=JobState.VANISHED, reason=why)
+        return resolved
+
+    async def find_by_name(self, name: str) -> list[str]:
+        check_job_name(name)
+        result = await self._run(
+            "squeue",
+            "--noheader",
+            "--states=all",
+            f"--user={self.user}",
+            f"--name={name}",
+            "--format=%i",
+        )
+        if result.returncode != 0:
+            raise ExecutorError(f"squeue --name={name} failed: {result.stderr.strip()}")
+        ids = [line.strip() for line in result.stdout.splitlines() if is_job_id(line.strip())]
+        return sorted(ids, key=int)
+
+    async def cancel(self, job_id: str) -> None:
+        if not is_job_id(job_id):
+            raise ExecutorError(f"{job_id!r} is not a SLURM job id (digits, e.g. '1234')")
+        result = await self._run("scancel", job_id)
+        if result.returncode == 0:
+            return
+        message = result.stderr.strip().lower()
+        if any(text in message for text in _ALREADY_GONE):
+            log.debug("scancel %s: job already gone (%s)", job_id, result.stderr.strip())
+            return
+        raise ExecutorError(
+            f"scancel {job_id} failed (exit {result.returncode}): {result.stderr.strip()}"
+        )

@@ -1,0 +1,221 @@
+"""The recipe schema: what a ``recipes/<category>/<name>.yaml`` file may say.
+
+Every model forbids unknown keys (a typo such as ``gpus:`` must not be silently ignored) and
+is frozen, because a recipe is validated once and then rendered: mutating it afterwards
+would bypass the checks. Rules that involve several fields live in
+:mod:`shared.recipes.checks` and report the exact field path they are about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from shared.recipes.checks import cross_field_problems
+from shared.recipes.errors import (
+    FIELDS_ERROR_TYPE,
+    FieldError,
+    RecipeError,
+    from_validation_error,
+)
+from shared.recipes.fields import (
+    ApptainerMode,
+    BindSource,
+    Category,
+    ContainerDef,
+    ContainerPath,
+    EnvName,
+    HealthPath,
+    Identifier,
+    Image,
+    Memory,
+    Name,
+    Port,
+    PortName,
+    Runtime,
+    TemplateName,
+    Text,
+    TimeLimit,
+    Version,
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Strict):
+    """What the batch job asks SLURM for. ``gpu`` and ``cpus_per_task`` are per node."""
+
+    nodes: int = Field(default=1, ge=1, le=1024)
+    cpus_per_task: int = Field(default=1, ge=1, le=4096)
+    memory: Memory = "4G"
+    time_limit: TimeLimit = "1:00:00"
+    gpu: int = Field(default=0, ge=0, le=64)
+    gpu_type: Identifier | None = None
+    partition: Identifier | None = None
+    account: Identifier | None = None
+    qos: Identifier | None = None
+
+    @property
+    def gres(self) -> str | None:
+        """``gpu:4`` or ``gpu:a100:4`` for ``#SBATCH --gres``; ``None`` without GPUs."""
+        if self.gpu == 0:
+            return None
+        return f"gpu:{self.gpu_type}:{self.gpu}" if self.gpu_type else f"gpu:{self.gpu}"
+
+
+class Distributed(_Strict):
+    """Model parallelism; ``ray`` starts a Ray cluster over all nodes of the job."""
+
+    tensor_parallel: int = Field(default=1, ge=1, le=1024)
+    pipeline_parallel: int = Field(default=1, ge=1, le=1024)
+    ray: bool = False
+    ray_port: Port = 6379
+
+
+class Replicas(_Strict):
+    """Independent servers in one job: ``resources.gpu // gpu_per_replica`` of them."""
+
+    gpu_per_replica: int = Field(default=1, ge=1, le=64)
+    base_port: Port
+
+
+class Health(_Strict):
+    """How the server decides the service is up (``timeout`` counts from job start)."""
+
+    path: HealthPath = "/health"
+    timeout: float = Field(default=600.0, gt=0)
+    interval: float = Field(default=5.0, gt=0)
+
+
+class Bind(_Strict):
+    """One ``--bind source:target[:ro]``; ``create`` makes the script ``mkdir -p`` source."""
+
+    source: BindSource
+    target: ContainerPath
+    read_only: bool = False
+    create: bool = False
+
+
+class ApptainerOptions(_Strict):
+    """How ``apptainer`` is invoked; ``--nv`` is added by itself when the job has GPUs."""
+
+    mode: ApptainerMode = ApptainerMode.EXEC
+    binds: list[Bind] = Field(default_factory=list)
+    pwd: ContainerPath | None = None
+    writable_tmpfs: bool = False
+
+
+class Endpoint(_Strict):
+    """Where one server of a running service answers."""
+
+    host: str
+    port: Port
+    url: str
+    replica: int = Field(ge=0)
+
+
+class Recipe(_Strict):
+    """A deployable service: container or native command, resources, ports, health check.
+
+    The server command is ``command`` (argv; for ``runtime: apptainer`` the arguments after
+    the image) followed by ``extra_args``. vLLM templates build ``vllm serve <model> ...``
+    themselves and take no ``command``. ``{port}``-style placeholders are described in
+    :mod:`shared.recipes.placeholders`.
+    """
+
+    name: Name
+    category: Category
+    description: str = ""
+    version: Version = "1"
+    #: Script template; defaults to ``inference`` for inference recipes, else ``service``.
+    template: TemplateName | None = None
+    runtime: Runtime = Runtime.APPTAINER
+    image: Image | None = None
+    container_def: ContainerDef | None = None
+    model: Text | None = None
+    command: list[Text] | None = None
+    extra_args: list[Text] = Field(default_factory=list)
+    ports: dict[PortName, Port] = Field(min_length=1)
+    environment: dict[EnvName, Text] = Field(default_factory=dict)
+    #: Names of secret variables the job inherits from the submit environment.
+    secrets_env: list[EnvName] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
+    distributed: Distributed = Field(default_factory=Distributed)
+    replicas: Replicas | None = None
+    health: Health = Field(default_factory=Health)
+    apptainer: ApptainerOptions = Field(default_factory=ApptainerOptions)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Recipe:
+        problems = cross_field_problems(self)
+        if problems:
+            raise PydanticCustomError(
+                FIELDS_ERROR_TYPE,
+                "{summary}",
+                {"fields": problems, "summary": "; ".join(f"{p}: {r}" for p, r in problems)},
+            )
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"{self.category.value}/{self.name}"
+
+    @property
+    def template_name(self) -> TemplateName:
+        if self.template is not None:
+            return self.template
+        if self.category is Category.INFERENCE:
+            return TemplateName.INFERENCE
+        return TemplateName.SERVICE
+
+    @property
+    def main_port(self) -> int:
+        """The port named ``http``, else the first one declared."""
+        return self.ports.get("http", next(iter(self.ports.values())))
+
+    @property
+    def replica_count(self) -> int:
+        if self.replicas is None:
+            return 1
+        return self.resources.gpu // self.replicas.gpu_per_replica
+
+    def replica_ports(self) -> list[int]:
+        if self.replicas is None:
+            return [self.main_port]
+        return [self.replicas.base_port + i for i in range(self.replica_count)]
+
+    def endpoints(self, nodes: Sequence[str]) -> list[Endpoint]:
+        """Endpoints once the job runs on ``nodes`` (SLURM order; the first runs the script).
+
+        Replicas all live on the first node on consecutive ports; a Ray cluster is served
+        by its head (the first node) only; anything else is one server on the main port.
+        """
+        hosts = [h for h in nodes if h]
+        if not hosts:
+            raise RecipeError([FieldError(path="nodes", reason="no host to build endpoints on")])
+        host = hosts[0]
+        return [
+            Endpoint(host=host, port=port, url=_url(host, port), replica=i)
+            for i, port in enumerate(self.replica_ports())
+        ]
+
+    def health_url(self, endpoint: Endpoint) -> str:
+        return endpoint.url + self.health.path
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{shown}:{port}"
+
+
+def validate_recipe(data: Any, *, source: str | None = None) -> Recipe:
+    """``Recipe.model_validate`` with errors turned into :class:`RecipeError`."""
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(from_validation_error(exc, Recipe), source=source) from None

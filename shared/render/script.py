@@ -1,0 +1,202 @@
+"""Turn a validated recipe into a SLURM batch script (design.md §4).
+
+Templates live in ``shared/render/templates`` and inherit from each other::
+
+    base.sh.j2 ─ apptainer.sh.j2 | native.sh.j2 ─ service.sh.j2 ─ inference.sh.j2 ─ vllm.sh.j2
+                                                                       ├ vllm-replicas.sh.j2
+                                                                       └ vllm-multinode.sh.j2
+
+Everything a template needs is computed here from validated values and handed over as
+plain data; ``{port}``-style placeholders in user data are substituted here, one argument
+at a time, so templates never evaluate user text.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from pydantic import BaseModel, ConfigDict
+
+from shared.executors.base import InvalidJobName, check_job_name
+from shared.recipes.fields import SECRET_NAME_RE, TemplateName
+from shared.recipes.fields import Runtime as RecipeRuntime
+from shared.recipes.placeholders import substitute
+from shared.recipes.schema import Recipe
+from shared.render.shell import SHELL_NAME_RE, RenderError, plain, quote, shell_name, words
+
+#: Marker comments around the ``export`` lines, so tools (and tests) can find them.
+ENV_BEGIN = "# >>> aifactory environment >>>"
+ENV_END = "# <<< aifactory environment <<<"
+
+_SERVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class ReplicaSlot(BaseModel):
+    """One server process of the job: its port and its slice of the node's GPUs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    port: int
+    gpu_offset: int
+    gpu_count: int
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The one Jinja environment: strict undefined, quote-by-default, no HTML escaping.
+
+    Template comments are ``{## ... ##}`` because bash's ``${#array[@]}`` would otherwise
+    open a Jinja comment.
+    """
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("shared.render", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - shell, not HTML: finalize quotes every value
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=quote,
+        comment_start_string="{##",
+        comment_end_string="##}",
+    )
+    env.filters.update(q=quote, words=words, plain=plain, name=shell_name)
+    return env
+
+
+def _check_inputs(
+    job_name: str, workdir: Path, service_id: str, extra_env: Mapping[str, str]
+) -> None:
+    try:
+        check_job_name(job_name)
+    except InvalidJobName as exc:
+        raise RenderError("job_name", str(exc)) from None
+    if not _SERVICE_ID_RE.fullmatch(service_id) or ".." in service_id:
+        raise RenderError(
+            "service_id", f"{service_id!r}: use letters, digits, '_', '.', '-' (no '..')"
+        )
+    if not workdir.is_absolute() or "\x00" in str(workdir) or "\n" in str(workdir):
+        raise RenderError("workdir", f"{workdir!s:.200}: must be an absolute path (no newlines)")
+    for key, value in extra_env.items():
+        if not SHELL_NAME_RE.fullmatch(key):
+            raise RenderError(f"extra_env.{key!r}", "not a valid environment variable name")
+        if SECRET_NAME_RE.search(key):
+            raise RenderError(
+                f"extra_env.{key}",
+                "looks like a secret; secrets are inherited from the submit environment, "
+                "never written into scripts (declare the name in the recipe's secrets_env)",
+            )
+        if not isinstance(value, str) or "\x00" in value:
+            raise RenderError(f"extra_env.{key}", "value must be a string without NUL bytes")
+
+
+def _replicas(recipe: Recipe) -> list[ReplicaSlot]:
+    per = recipe.replicas.gpu_per_replica if recipe.replicas else recipe.resources.gpu
+    return [
+        ReplicaSlot(index=i, port=port, gpu_offset=i * per, gpu_count=per)
+        for i, port in enumerate(recipe.replica_ports())
+    ]
+
+
+def _context(
+    recipe: Recipe, job_name: str, workdir: Path, service_id: str, extra_env: Mapping[str, str]
+) -> dict[str, Any]:
+    base_values = {"workdir": str(workdir), "service_id": service_id}
+    base_values |= {f"ports.{name}": str(port) for name, port in recipe.ports.items()}
+    if recipe.model is not None:
+        base_values["model"] = recipe.model
+
+    def resolve(text: str, port: int) -> str:
+        return substitute(text, {**base_values, "port": str(port)})
+
+    def argv(port: int) -> list[str]:
+        return [resolve(a, port) for a in [*(recipe.command or []), *recipe.extra_args]]
+
+    def extra_args(port: int) -> list[str]:
+        return [resolve(a, port) for a in recipe.extra_args]
+
+    env = {
+        "AIFACTORY_SERVICE_ID": service_id,
+        "AIFACTORY_RECIPE": recipe.ref,
+        "AIFACTORY_JOB_NAME": job_name,
+    }
+    env |= {k: resolve(v, recipe.main_port) for k, v in recipe.environment.items()}
+    env |= dict(extra_env)
+
+    binds: list[str] = []
+    bind_dirs: list[str] = []
+    for i, bind in enumerate(recipe.apptainer.binds):
+        source = resolve(bind.source, recipe.main_port)
+        if ":" in source or "," in source:
+            raise RenderError(
+                f"apptainer.binds[{i}].source",
+                f"{source!r}: apptainer bind paths cannot hold ':' or ',' (check workdir)",
+            )
+        binds.append(f"{source}:{bind.target}" + (":ro" if bind.read_only else ""))
+        if bind.create:
+            bind_dirs.append(source)
+
+    res = recipe.resources
+    runtime = "apptainer" if recipe.runtime is RecipeRuntime.APPTAINER else "native"
+    return {
+        "recipe": recipe,
+        "r": res,
+        "d": recipe.distributed,
+        "template": recipe.template_name.value,
+        "runtime_template": f"{runtime}.sh.j2",
+        "job_name": job_name,
+        "service_id": service_id,
+        "workdir": str(workdir),
+        "env": list(env.items()),
+        "secrets": list(recipe.secrets_env),
+        "gres": res.gres,
+        "replicas": _replicas(recipe),
+        "default_gpus": ",".join(str(i) for i in range(res.gpu)) or "0",
+        "container": {
+            "mode": recipe.apptainer.mode.value,
+            "nv": res.gpu > 0,
+            "binds": binds,
+            "bind_dirs": bind_dirs,
+            "pwd": recipe.apptainer.pwd,
+            "writable_tmpfs": recipe.apptainer.writable_tmpfs,
+            "image": recipe.image,
+        },
+        "argv": argv,
+        "extra_args": extra_args,
+    }
+
+
+def render_script(
+    recipe: Recipe,
+    *,
+    job_name: str,
+    workdir: Path,
+    service_id: str,
+    extra_env: Mapping[str, str] | None = None,
+) -> str:
+    """The batch script that runs ``recipe`` as one SLURM job.
+
+    ``workdir`` is where the job runs and keeps its files (absolute, visible from the
+    compute nodes); ``extra_env`` adds non-secret variables (they are written into the
+    script). Raises :class:`RenderError` (a ``RecipeError``) naming the offending input.
+    """
+    extra = dict(extra_env or {})
+    _check_inputs(job_name, workdir, service_id, extra)
+    template = template_for(recipe.template_name)
+    context = _context(recipe, job_name, workdir, service_id, extra)
+    try:
+        return template.render(context)
+    except jinja2.TemplateError as exc:
+        raise RenderError("template", f"{recipe.template_name.value}.sh.j2: {exc}") from exc
+
+
+def template_for(name: TemplateName) -> jinja2.Template:
+    try:
+        return environment().get_template(f"{name.value}.sh.j2")
+    except jinja2.TemplateNotFound as exc:
+        raise RenderError("template", f"no template {exc.name!r} in shared.render") from exc
