@@ -30,6 +30,14 @@ class RecordExists(RuntimeError):
     """``create`` found the key already there (the command was handled before)."""
 
 
+class StateChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: ServiceState
+    job_state: JobState | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
 class ServiceRecord(BaseModel):
     """What the registry knows of one deployed service."""
 
@@ -61,6 +69,15 @@ class ServiceRecord(BaseModel):
     started: datetime | None = None
     ready: datetime | None = None
     ended: datetime | None = None
+    #: Every service-state change, oldest first: the answer to "what happened to it?".
+    history: list[StateChange] = Field(default_factory=list)
+
+    def set_state(self, state: ServiceState) -> None:
+        if not self.history or self.history[-1].state is not state:
+            self.history.append(StateChange(state=state, job_state=self.job_state))
+        self.state = state
+        if state.is_terminal and self.ended is None:
+            self.ended = utcnow()
 
 
 class BenchmarkRecord(BaseModel):

@@ -82,16 +82,16 @@ class Lifecycle:
         try:
             recipe = load_recipe(cmd.recipe, self.settings.recipes_dir, cmd.overrides)
         except RecipeError as exc:
-            record = record.model_copy(
-                update={"state": ServiceState.FAILED, "reason": str(exc), "ended": utcnow()}
-            )
+            record.set_state(ServiceState.FAILED)
+            record.reason = str(exc)
             self.metrics.deploys.labels("invalid_recipe").inc()
             try:
                 await self.registry.create(cmd.service_id, record)
             except RecordExists:
                 return
             return
-        record = record.model_copy(update={"spec": recipe.model_dump(mode="json")})
+        record.spec = recipe.model_dump(mode="json")
+        record.set_state(ServiceState.PENDING)
         try:
             await self.registry.create(cmd.service_id, record)
         except RecordExists:
@@ -150,7 +150,7 @@ class Lifecycle:
 
     async def _fail_before_job(self, service_id: str, reason: str) -> None:
         def fail(r: ServiceRecord) -> ServiceRecord:
-            r.state = ServiceState.FAILED
+            r.set_state(ServiceState.FAILED)
             r.reason = reason
             r.ended = utcnow()
             return r
@@ -218,7 +218,7 @@ class Lifecycle:
 
     async def _end_without_job(self, service_id: str, state: ServiceState) -> None:
         def end(r: ServiceRecord) -> ServiceRecord:
-            r.state = state
+            r.set_state(state)
             r.ended = utcnow()
             return r
 
@@ -251,7 +251,7 @@ class Lifecycle:
             if status.nodes:
                 r.nodes = list(status.nodes)
                 r.endpoints = self._endpoints(r)
-            r.state = service_state_for(status.state, healthy=healthy)
+            r.set_state(service_state_for(status.state, healthy=healthy))
             if status.state.is_active and r.started is None:
                 r.started = utcnow()
             if status.state.is_terminal:
@@ -277,7 +277,7 @@ class Lifecycle:
         def ready(r: ServiceRecord) -> ServiceRecord | None:
             if r.state is not ServiceState.STARTING:
                 return None
-            r.state = ServiceState.RUNNING
+            r.set_state(ServiceState.RUNNING)
             r.ready = utcnow()
             r.reason = None
             return r
@@ -309,7 +309,7 @@ class Lifecycle:
         )
 
         def fail(r: ServiceRecord) -> ServiceRecord:
-            r.state = ServiceState.FAILED
+            r.set_state(ServiceState.FAILED)
             r.reason = reason
             r.ended = utcnow()
             return r

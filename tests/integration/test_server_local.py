@@ -1,0 +1,134 @@
+"""The server service end to end with the local executor: HTTP → bus → job → events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from shared import subjects
+from shared.natsd import EmbeddedNats, free_port
+from tests.integration.server_stack import (
+    ServerProcess,
+    event_subjects,
+    wait_for_state,
+    write_test_recipes,
+)
+
+pytestmark = pytest.mark.nats
+
+
+@pytest.fixture
+def server(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[ServerProcess]:
+    write_test_recipes(tmp_path / "recipes", port=free_port())
+    proc = ServerProcess(tmp_path, nats_server.url, executor="local").start()
+    yield proc
+    proc.stop()
+
+
+async def test_deploy_runs_then_delete_cancels(server: ServerProcess, nats_server) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient() as client:
+        created = await client.post(
+            f"{server.base}/api/v1/services", json={"recipe": "inference/httpserver"}
+        )
+        assert created.status_code == 202, created.text
+        service_id = created.json()["service_id"]
+        record = await wait_for_state(client, server.base, service_id, {"running"})
+        assert record["job_state"] == "running"
+        [endpoint] = record["endpoints"]
+        assert (await client.get(endpoint["url"] + "/")).status_code == 200
+        status = (await client.get(f"{server.base}/api/v1/services/{service_id}/status")).json()
+        assert status["state"] == "running"
+
+        assert (
+            await client.delete(f"{server.base}/api/v1/services/{service_id}")
+        ).status_code == 202
+        record = await wait_for_state(client, server.base, service_id, {"cancelled"})
+        assert record["job_state"] == "cancelled"
+        with pytest.raises(httpx.ConnectError):
+            await client.get(endpoint["url"] + "/", timeout=2)
+        # The rendered script is kept beside the job output for debugging.
+        assert Path(record["script_path"]).read_text().startswith("#!/bin/bash")
+
+    seen = await event_subjects(nats_server.url, service_id)
+    for expected in (
+        subjects.JOB_SUBMITTED,
+        subjects.JOB_RUNNING,
+        subjects.SERVICE_READY,
+        subjects.JOB_CANCELLED,
+    ):
+        assert expected in seen, seen
+    assert seen.index(subjects.JOB_SUBMITTED) < seen.index(subjects.SERVICE_READY)
+
+
+async def test_invalid_recipe_and_override_are_rejected_with_field_path(
+    server: ServerProcess,
+) -> None:
+    async with httpx.AsyncClient() as client:
+        bad = await client.post(
+            f"{server.base}/api/v1/services",
+            json={"recipe": "inference/httpserver", "overrides": {"resources": {"gpus": 2}}},
+        )
+        assert bad.status_code == 422
+        [error] = bad.json()["detail"]
+        assert error["loc"] == "resources.gpus"
+        assert "valid keys" in error["msg"]
+        traversal = await client.post(
+            f"{server.base}/api/v1/services", json={"recipe": "../etc/passwd"}
+        )
+        assert traversal.status_code == 422
+        missing = await client.get(f"{server.base}/api/v1/services/nosuchservice")
+        assert missing.status_code == 404
+
+
+async def test_malformed_command_is_dead_lettered_and_service_keeps_serving(
+    server: ServerProcess, nats_server
+) -> None:  # type: ignore[no-untyped-def]
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await js.publish(subjects.DEPLOY_REQUESTED, b'{"service_id": "x; rm -rf /", "recipe": 5}')
+        await js.publish(subjects.DEPLOY_REQUESTED, b"not json at all")
+        sub = await js.subscribe(
+            subjects.deadletter(subjects.DEPLOY_REQUESTED), stream=subjects.DEADLETTER_STREAM
+        )
+        letters = [json.loads((await sub.next_msg(timeout=10)).data) for _ in range(2)]
+    finally:
+        await nc.close()
+    reasons = " | ".join(letter["reason"] for letter in letters)
+    assert "service_id" in reasons and "recipe" in reasons
+    assert any("json" in letter["reason"].lower() for letter in letters)
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{server.base}/health")).status_code == 200
+        created = await client.post(
+            f"{server.base}/api/v1/services", json={"recipe": "inference/httpserver"}
+        )
+        service_id = created.json()["service_id"]
+        await wait_for_state(client, server.base, service_id, {"running"})
+        await client.delete(f"{server.base}/api/v1/services/{service_id}")
+        await wait_for_state(client, server.base, service_id, {"cancelled"})
+
+
+async def test_service_that_never_gets_healthy_is_failed_and_its_job_cancelled(
+    nats_server, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # The recipe's port differs from the one the process binds: health can never pass.
+    write_test_recipes(tmp_path / "recipes", port=free_port(), health_timeout=1.5)
+    recipe = tmp_path / "recipes" / "inference" / "httpserver.yaml"
+    recipe.write_text(recipe.read_text().replace('"{port}"', f'"{free_port()}"'))
+    proc = ServerProcess(tmp_path, nats_server.url, executor="local").start()
+    try:
+        async with httpx.AsyncClient() as client:
+            created = await client.post(
+                f"{proc.base}/api/v1/services", json={"recipe": "inference/httpserver"}
+            )
+            service_id = created.json()["service_id"]
+            record = await wait_for_state(client, proc.base, service_id, {"failed"})
+            assert "not healthy within" in record["reason"]
+        assert subjects.SERVICE_UNHEALTHY in await event_subjects(nats_server.url, service_id)
+    finally:
+        proc.stop()
