@@ -209,6 +209,12 @@ class LocalExecutor(Executor):
         nodes = () if state is JobState.PENDING else LOCAL_NODES
         return JobStatus(record.job_id, state, reason, nodes, record.exit_code)
 
+    async def active_jobs(self) -> list[str]:
+        """Ids of local jobs that have not ended: what must stop with the embedded stack."""
+        specs = [p.name.split(".", 1)[0] for p in self.jobs_dir.glob("*.spec.json")]
+        states = await self.states(specs)
+        return [job_id for job_id, status in states.items() if not status.state.is_terminal]
+
     async def find_by_name(self, name: str) -> list[str]:
         check_job_name(name)
         return await asyncio.to_thread(self._find_by_name, name)

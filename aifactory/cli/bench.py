@@ -1,0 +1,228 @@
+"""``aifactory bench``: drive benchmark load against a URL and write the results.
+
+``bench run`` builds a :class:`BenchConfig` from its options (every check happens there, so
+the CLI and a ``bench.requested`` workload are validated the same way), runs
+:func:`run_benchmark`, prints a summary table and writes ``summary.json``, ``summary.csv``
+and ``records.jsonl`` under ``--out``. Ctrl-C stops the load gracefully: partial results are
+still written, marked ``cancelled``. ``bench_app`` is module-level so that other commands
+(``bench report``) can be added to the same group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from services.client.loadgen import (
+    BackendKind,
+    BenchConfig,
+    BenchResult,
+    DatasetFormat,
+    LoadgenError,
+    ProfileKind,
+    RunSummary,
+    run_benchmark,
+    write_results,
+)
+from shared.states import BenchState
+
+bench_app = typer.Typer(help="Benchmark an inference endpoint.", no_args_is_help=True)
+
+_LOAD = "Load profile"
+_STOP = "Stop and warmup"
+_DATA = "Workload"
+_SLO = "Service-level objectives"
+#: Exit codes: bad options / unreachable target, and interrupted (as a shell would report).
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_DURATION_S = 60.0
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``bench`` command group to the main typer app."""
+    app.add_typer(bench_app, name="bench")
+
+
+def _dist(mean: int, std: float, lo: int | None, hi: int | None) -> dict[str, Any]:
+    return {"mean": mean, "std": std, "min": lo, "max": hi}
+
+
+def _config_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "options"
+        lines.append(f"invalid option ({loc}): {err['msg']}")
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def summary_table(runs: list[RunSummary]) -> Table:
+    """The headline figures of every run, one column per run."""
+    table = Table(title="benchmark summary", show_lines=False)
+    table.add_column("metric")
+    for run in runs:
+        table.add_column(run.label, justify="right")
+    rows: list[tuple[str, list[str]]] = [
+        ("requests ok / failed", [f"{r.requests_ok} / {r.requests_failed}" for r in runs]),
+        ("failures", [", ".join(f"{k}={v}" for k, v in r.failures.items()) or "-" for r in runs]),
+        ("warmup excluded", [str(r.warmup_excluded) for r in runs]),
+        ("duration s", [_num(r.duration_s, 2) for r in runs]),
+        ("achieved rate /s", [_num(r.achieved_rate, 2) for r in runs]),
+        ("requests /s", [_num(r.request_throughput, 2) for r in runs]),
+        ("output tokens /s", [_num(r.output_token_throughput) for r in runs]),
+        ("goodput /s", [_num(r.goodput, 2) for r in runs]),
+    ]
+    for name in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "schedule_delay_ms"):
+        for stat in ("p50", "p99"):
+            values = [_ms(getattr(getattr(r, name), stat)) for r in runs]
+            rows.append((f"{name.removesuffix('_ms')} {stat} ms", values))
+    for label, values in rows:
+        table.add_row(label, *values)
+    return table
+
+
+async def _run(config: BenchConfig, progress: bool | None) -> BenchResult:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        return await run_benchmark(config, stop_event=stop, progress=progress)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _loop_factory() -> Any:
+    try:
+        import uvloop
+    except ImportError:  # optional speed-up only
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+@bench_app.command("run")
+def run_command(
+    target: Annotated[str, typer.Option(help="Base URL of the endpoint, e.g. http://h:8000.")],
+    backend: Annotated[BackendKind, typer.Option(help="API to speak.")] = (
+        BackendKind.OPENAI_COMPLETIONS
+    ),
+    model: Annotated[str | None, typer.Option(help="Model name (default: first listed).")] = None,
+    profile: Annotated[ProfileKind, typer.Option(rich_help_panel=_LOAD)] = (
+        ProfileKind.SYNCHRONOUS
+    ),
+    rate: Annotated[
+        float | None, typer.Option(help="Requests/s (constant, poisson).", rich_help_panel=_LOAD)
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="In-flight requests.", rich_help_panel=_LOAD)
+    ] = None,
+    burstiness: Annotated[
+        float, typer.Option(help="Gamma shape; 1 = Poisson.", rich_help_panel=_LOAD)
+    ] = 1.0,
+    sweep_rates: Annotated[int, typer.Option(help="Rates in a sweep.", rich_help_panel=_LOAD)] = 5,
+    duration: Annotated[
+        float | None, typer.Option(help="Measured seconds.", rich_help_panel=_STOP)
+    ] = None,
+    requests: Annotated[
+        int | None, typer.Option(help="Measured requests.", rich_help_panel=_STOP)
+    ] = None,
+    warmup_requests: Annotated[int, typer.Option(rich_help_panel=_STOP)] = 0,
+    warmup_seconds: Annotated[float, typer.Option(rich_help_panel=_STOP)] = 0.0,
+    request_timeout: Annotated[float, typer.Option(help="Seconds.", rich_help_panel=_STOP)] = 300.0,
+    input_tokens_mean: Annotated[int, typer.Option(rich_help_panel=_DATA)] = 128,
+    input_tokens_std: Annotated[float, typer.Option(rich_help_panel=_DATA)] = 0.0,
+    input_tokens_min: Annotated[int | None, typer.Option(rich_help_panel=_DATA)] = None,
+    input_tokens_max: Annotated[int | None, typer.Option(rich_help_panel=_DATA)] = None,
+    output_tokens_mean: Annotated[int, typer.Option(rich_help_panel=_DATA)] = 64,
+    output_tokens_std: Annotated[float, typer.Option(rich_help_panel=_DATA)] = 0.0,
+    output_tokens_min: Annotated[int | None, typer.Option(rich_help_panel=_DATA)] = None,
+    output_tokens_max: Annotated[int | None, typer.Option(rich_help_panel=_DATA)] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="JSONL or ShareGPT file.", rich_help_panel=_DATA)
+    ] = None,
+    dataset_format: Annotated[
+        DatasetFormat | None,
+        typer.Option(help="Default: jsonl for *.jsonl, else sharegpt.", rich_help_panel=_DATA),
+    ] = None,
+    slo_ttft_ms: Annotated[float | None, typer.Option(rich_help_panel=_SLO)] = None,
+    slo_tpot_ms: Annotated[float | None, typer.Option(rich_help_panel=_SLO)] = None,
+    slo_e2el_ms: Annotated[float | None, typer.Option(rich_help_panel=_SLO)] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: cores).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Results directory (default: bench-results/<time>).")
+    ] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="Non-streamed requests.")] = False,
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="Default: when a TTY.")
+    ] = None,
+) -> None:
+    """Run a benchmark against TARGET and write its results."""
+    console = Console(stderr=True)
+    if duration is None and requests is None:
+        duration = DEFAULT_DURATION_S
+    fmt = dataset_format
+    if dataset is not None and fmt is None:
+        fmt = DatasetFormat.JSONL if dataset.suffix == ".jsonl" else DatasetFormat.SHAREGPT
+    raw: dict[str, Any] = {
+        "target": target,
+        "backend": backend,
+        "model": model,
+        "stream": not no_stream,
+        "profile": profile,
+        "rate": rate,
+        "concurrency": concurrency,
+        "burstiness": burstiness,
+        "sweep_rates": sweep_rates,
+        "duration_s": duration,
+        "requests": requests,
+        "warmup_requests": warmup_requests,
+        "warmup_s": warmup_seconds,
+        "request_timeout_s": request_timeout,
+        "seed": seed,
+        "dataset": {
+            "format": fmt or DatasetFormat.SYNTHETIC,
+            "path": dataset,
+            "input_tokens": _dist(
+                input_tokens_mean, input_tokens_std, input_tokens_min, input_tokens_max
+            ),
+            "output_tokens": _dist(
+                output_tokens_mean, output_tokens_std, output_tokens_min, output_tokens_max
+            ),
+        },
+        "slo": {"ttft_ms": slo_ttft_ms, "tpot_ms": slo_tpot_ms, "e2el_ms": slo_e2el_ms},
+    }
+    if workers is not None:
+        raw["workers"] = workers
+    try:
+        config = BenchConfig.model_validate(raw)
+    except ValidationError as exc:
+        console.print(f"[red]{_config_errors(exc)}[/red]")
+        raise typer.Exit(EXIT_USAGE) from exc
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            result = runner.run(_run(config, progress))
+    except LoadgenError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    out_dir = out or Path("bench-results") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    paths = write_results(result, out_dir)
+    Console().print(summary_table(result.summary.runs))
+    console.print(f"results: {paths['summary']}, {paths['csv']}, {paths['records']}")
+    if result.summary.state is BenchState.CANCELLED:
+        console.print("[yellow]stopped early: partial results (state cancelled)[/yellow]")
+        raise typer.Exit(EXIT_INTERRUPTED)

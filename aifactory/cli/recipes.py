@@ -1,0 +1,77 @@
+"""``aifactory recipes list | show | validate | render``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.table import Table
+
+from aifactory.cli.common import console, fail, settings
+from shared.recipes import Recipe, RecipeError, list_recipes, load_recipe, parse_set_options
+from shared.render import render_script
+
+app = typer.Typer(help="Browse, check and render service recipes.", no_args_is_help=True)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a field: --set resources.gpu=4 (repeatable)."),
+]
+
+
+def _load(name: str, sets: list[str] | None) -> Recipe:
+    try:
+        return load_recipe(name, settings().recipes_dir, parse_set_options(sets or []))
+    except RecipeError as exc:
+        raise fail(str(exc)) from exc
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the recipes, by category."""
+    root = settings().recipes_dir
+    table = Table("recipe", "description")
+    for ref in list_recipes(root):
+        try:
+            description = load_recipe(f"{ref.category}/{ref.name}", root).description
+        except RecipeError as exc:
+            description = f"[red]invalid: {exc.errors[0]}[/red]"
+        table.add_row(f"{ref.category}/{ref.name}", description)
+    console.print(table)
+
+
+@app.command()
+def show(name: str, set_: SetOption = None) -> None:
+    """Print a recipe after overrides, as YAML."""
+    recipe = _load(name, set_)
+    console.print(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+
+
+@app.command()
+def validate(name: str, set_: SetOption = None) -> None:
+    """Check a recipe (and overrides); errors name the field path."""
+    _load(name, set_)
+    console.print(f"[green]{name}: valid[/green]")
+
+
+@app.command()
+def render(
+    name: str,
+    set_: SetOption = None,
+    service_id: Annotated[str, typer.Option(help="Service id used in names.")] = "preview",
+    workdir: Annotated[Path, typer.Option(help="Job work directory.")] = Path("./aifactory-job"),
+) -> None:
+    """Print the batch script the server would submit."""
+    recipe = _load(name, set_)
+    try:
+        script = render_script(
+            recipe,
+            job_name=f"aif-{service_id}",
+            workdir=workdir.resolve(),
+            service_id=service_id,
+        )
+    except RecipeError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(script, nl=False)
