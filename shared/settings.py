@@ -86,6 +86,17 @@ class Settings(BaseSettings):
     #: Required by the ingress when it binds anywhere but loopback.
     api_token: SecretStr | None = None
 
+    #: Where the client service keeps each benchmark's results (summary, records, CSV).
+    benchmarks_dir: Path | None = None
+
+    @property
+    def effective_benchmarks_dir(self) -> Path:
+        return (
+            self.benchmarks_dir
+            if self.benchmarks_dir is not None
+            else self.state_dir / "benchmarks"
+        )
+
     @property
     def effective_jobs_dir(self) -> Path:
         return self.jobs_dir if self.jobs_dir is not None else self.state_dir / "jobs"

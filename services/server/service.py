@@ -8,11 +8,9 @@ polling — so a command redelivered after a crash meets a registry that is alre
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
-import uvicorn
 from faststream.nats import NatsBroker
 
 from services.server.handlers import build_router
@@ -24,18 +22,11 @@ from services.server.tracker import Tracker
 from shared.bus import ensure_topology, make_broker
 from shared.executors.base import Executor
 from shared.executors.factory import make_executor
+from shared.http import EmbeddedUvicorn, embedded_server
 from shared.registry import KVRegistry, ServiceRecord
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn without its own signal handling: the service owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def]
-        yield
 
 
 class ServerService:
@@ -45,7 +36,7 @@ class ServerService:
         self.broker: NatsBroker = make_broker(settings, name="server")
         self.metrics = ServerMetrics()
         self._stop = asyncio.Event()
-        self.http: _EmbeddedUvicorn | None = None
+        self.http: EmbeddedUvicorn | None = None
 
     async def run(self) -> None:
         token = self.settings.api_token
@@ -69,15 +60,7 @@ class ServerService:
                 settings=self.settings, broker=self.broker, services=registry, metrics=self.metrics
             )
         )
-        self.http = _EmbeddedUvicorn(
-            uvicorn.Config(
-                ingress,
-                host=self.settings.ingress_host,
-                port=self.settings.ingress_port,
-                log_level="warning",
-                lifespan="on",
-            )
-        )
+        self.http = embedded_server(ingress, self.settings.ingress_host, self.settings.ingress_port)
         tasks = [
             asyncio.create_task(tracker.run(), name="tracker"),
             asyncio.create_task(self.http.serve(), name="ingress"),

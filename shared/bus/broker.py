@@ -28,3 +28,10 @@ def make_broker(settings: Settings, *, name: str, **options: object) -> NatsBrok
         graceful_timeout=10.0,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def bus_connected(broker: NatsBroker) -> bool:
+    try:
+        return bool(broker.connection is not None and broker.connection.is_connected)
+    except (AttributeError, RuntimeError):  # not connected yet: no connection state
+        return False

@@ -14,14 +14,14 @@ import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.server.ingress.auth import BearerAuth
 from services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, forward
 from services.server.metrics import ServerMetrics
 from shared import subjects
-from shared.bus import publish
+from shared.bus import bus_connected, publish
+from shared.http import add_ops_routes
 from shared.messages import DeployCancel, DeployRequested, new_id
 from shared.messages.base import ID_PATTERN
 from shared.messages.deploy import RECIPE_REF_PATTERN
@@ -98,16 +98,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
         ).inc()
         return response
 
-    @app.get("/health", tags=["ops"])
-    async def health() -> dict[str, str]:
-        ok = ctx.broker.connection is not None and ctx.broker.connection.is_connected
-        if not ok:
-            raise HTTPException(503, "bus disconnected")
-        return {"status": "ok"}
-
-    @app.get("/metrics", tags=["ops"])
-    async def metrics() -> Response:
-        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    add_ops_routes(app, ctx.metrics.registry, lambda: bus_connected(ctx.broker))
 
     async def get_record(service_id: str) -> ServiceRecord:
         found = await ctx.services.get(service_id)

