@@ -132,3 +132,19 @@ async def test_service_that_never_gets_healthy_is_failed_and_its_job_cancelled(
         assert subjects.SERVICE_UNHEALTHY in await event_subjects(nats_server.url, service_id)
     finally:
         proc.stop()
+
+
+async def test_metrics_pass_promtool(server: ServerProcess) -> None:
+    import subprocess
+
+    from tests.conftest import need_tool
+
+    promtool = need_tool("promtool")
+    async with httpx.AsyncClient() as client:
+        await client.get(f"{server.base}/api/v1/services")
+        text = (await client.get(f"{server.base}/metrics")).text
+    assert "aifactory_ingress_requests_total" in text
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
