@@ -37,7 +37,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.aifactory-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[${AIFACTORY_SETUP_EXTRAS:-dev}]"
+  log=.venv/pip-install.log
+  echo "setup: installing aifactory and its dependencies into .venv (log: $log)" >&2
+  if ! { .venv/bin/python -m pip install --upgrade pip \
+         && .venv/bin/python -m pip install -e ".[${AIFACTORY_SETUP_EXTRAS:-dev}]"; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "setup: pip install failed; full log in $log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi

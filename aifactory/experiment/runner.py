@@ -121,7 +121,7 @@ class ExperimentRunner:
             stream=subjects.COMMANDS_STREAM,
         )
         started = time.monotonic()
-        with Live(console=self.console, refresh_per_second=8) as live:
+        with Live(console=self.console, refresh_per_second=8, transient=True) as live:
             while time.monotonic() - started < self.spec.timeouts.ready_s:
                 found = await self.services.get(service_id)
                 record = found[0] if found else None
@@ -135,6 +135,10 @@ class ExperimentRunner:
                         f" ({job}) {elapsed:.0f}s"
                     )
                     if record.state is ServiceState.RUNNING:
+                        urls = " ".join(e.url for e in record.endpoints)
+                        self.console.print(
+                            f"service {service_id} running after {elapsed:.0f}s: {urls}"
+                        )
                         return record
                     if record.state.is_terminal:
                         raise ExperimentFailed(
@@ -158,7 +162,7 @@ class ExperimentRunner:
         )
         started = time.monotonic()
         record: BenchmarkRecord | None = None
-        with Live(console=self.console, refresh_per_second=4) as live:
+        with Live(console=self.console, refresh_per_second=4, transient=True) as live:
             while time.monotonic() - started < self.spec.timeouts.benchmark_s:
                 found = await self.benchmarks.get(benchmark_id)
                 record = found[0] if found else None
