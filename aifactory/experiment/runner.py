@@ -21,10 +21,10 @@ from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from rich.console import Console
 from rich.live import Live
-from services.client.report import build_experiment_report
 
 from aifactory.experiment.provenance import public_settings, versions, write_json
 from aifactory.experiment.spec import ExperimentSpec, Teardown, WorkloadSpec
+from services.client.report import build_experiment_report
 from shared import subjects
 from shared.bus import Topology, publish
 from shared.messages import (
