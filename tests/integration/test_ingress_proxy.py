@@ -1,0 +1,120 @@
+"""The ingress in-process on real KV: proxying across replicas, failover, bearer auth."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.client.simulator.harness import SimulatorProcess
+from services.server.ingress.app import IngressContext, create_ingress
+from services.server.ingress.auth import InsecureBindError, check_bind
+from services.server.metrics import ServerMetrics
+from shared.bus import ensure_topology, make_broker
+from shared.messages import Endpoint
+from shared.natsd import EmbeddedNats, free_port
+from shared.registry import KVRegistry, ServiceRecord
+from shared.settings import Settings
+from shared.states import ServiceState
+
+pytestmark = pytest.mark.nats
+
+
+@pytest.fixture
+async def ingress(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, KVRegistry[ServiceRecord]]]:
+    settings = Settings(nats_url=nats_server.url, state_dir=tmp_path, api_token="s3cret")
+    broker = make_broker(settings, name="test")
+    await broker.connect()
+    topo = await ensure_topology(broker.connection.jetstream())
+    registry = KVRegistry(topo.services, ServiceRecord)
+    app = create_ingress(
+        IngressContext(settings=settings, broker=broker, services=registry, metrics=ServerMetrics())
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as client:
+        yield client, registry
+    await broker.stop()
+
+
+def _record(service_id: str, urls: list[str]) -> ServiceRecord:
+    endpoints = []
+    for i, url in enumerate(urls):
+        port = int(url.rsplit(":", 1)[1])
+        endpoints.append(Endpoint(host="127.0.0.1", port=port, url=url, replica=i))
+    return ServiceRecord(
+        service_id=service_id,
+        recipe="inference/simulator",
+        request_id="r",
+        job_name=f"aif-{service_id}",
+        executor="local",
+        workdir="/tmp",
+        state=ServiceState.RUNNING,
+        endpoints=endpoints,
+    )
+
+
+AUTH = {"Authorization": "Bearer s3cret"}
+
+
+async def test_round_robin_with_failover_across_replicas(ingress) -> None:  # type: ignore[no-untyped-def]
+    client, registry = ingress
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    with (
+        SimulatorProcess("--model", "m-a", "--ttft-ms", "1", "--itl-ms", "0") as a,
+        SimulatorProcess("--model", "m-b", "--ttft-ms", "1", "--itl-ms", "0") as b,
+    ):
+        await registry.create("rr", _record("rr", [a.url, dead, b.url]))
+        served = []
+        for _ in range(6):
+            response = await client.get("/api/v1/services/rr/models", headers=AUTH)
+            assert response.status_code == 200, response.text
+            served.append(response.json()["data"][0]["id"])
+        # Both live replicas take turns; the dead one never fails a request.
+        assert set(served) == {"m-a", "m-b"}
+        assert abs(served.count("m-a") - served.count("m-b")) <= 2
+        chat = await client.post(
+            "/api/v1/services/rr/prompt",
+            json={"prompt": "hi", "max_tokens": 3, "chat": True},
+            headers=AUTH,
+        )
+        assert chat.status_code == 200, chat.text
+        assert chat.json()["usage"]["completion_tokens"] == 3
+
+
+async def test_all_replicas_down_is_502_and_not_running_is_409(ingress) -> None:  # type: ignore[no-untyped-def]
+    client, registry = ingress
+    await registry.create("down", _record("down", [f"http://127.0.0.1:{free_port()}"]))
+    response = await client.get("/api/v1/services/down/models", headers=AUTH)
+    assert response.status_code == 502
+    assert "no replica answered" in response.json()["detail"]
+    pending = _record("pend", []).model_copy(update={"state": ServiceState.PENDING})
+    await registry.create("pend", pending)
+    response = await client.post("/api/v1/services/pend/prompt", json={"prompt": "x"}, headers=AUTH)
+    assert response.status_code == 409
+
+
+async def test_bearer_token_is_enforced(ingress) -> None:  # type: ignore[no-untyped-def]
+    client, _ = ingress
+    assert (await client.get("/api/v1/services")).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert (await client.get("/api/v1/services", headers=wrong)).status_code == 401
+    assert (await client.get("/api/v1/services", headers=AUTH)).status_code == 200
+    assert (await client.get("/health")).status_code == 200  # liveness stays open
+    bad = await client.post(
+        "/api/v1/services", json={"recipe": "inference/simulator", "extra": 1}, headers=AUTH
+    )
+    assert bad.status_code == 422
+    bad_id = await client.get("/api/v1/services/bad%20id", headers=AUTH)
+    assert bad_id.status_code == 422
+
+
+def test_ingress_refuses_non_loopback_bind_without_token() -> None:
+    check_bind("127.0.0.1", None)
+    check_bind("::1", None)
+    check_bind("0.0.0.0", "token")
+    with pytest.raises(InsecureBindError, match="AIFACTORY_API_TOKEN"):
+        check_bind("0.0.0.0", None)
