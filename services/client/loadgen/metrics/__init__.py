@@ -1,0 +1,1 @@
+"""Per-request records, exact statistics, run summaries and live windows."""

@@ -1,0 +1,97 @@
+"""One record per request: the unit every statistic is computed from.
+
+A plain slotted dataclass (not a pydantic model) because one is built per request on the hot
+path; ``RECORD_ADAPTER`` validates them when they are read back from JSONL or a pipe, and
+orjson serialises them natively. Times are relative to the run's start (seconds), latencies
+in milliseconds. A failed request has ``error`` set and no latencies: failures never reach
+the latency statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from pydantic import TypeAdapter
+
+
+class ErrorType(StrEnum):
+    """Why a request failed. Counted apart from latencies, one counter per type."""
+
+    HTTP_4XX = "http_4xx"
+    HTTP_5XX = "http_5xx"
+    TIMEOUT = "timeout"
+    CONNECTION_REFUSED = "connection_refused"
+    CONNECTION_ERROR = "connection_error"  # reset, DNS, disconnect before any response byte
+    STREAM_CUT = "stream_cut"  # response ended before its terminal marker
+    STREAM_ERROR = "stream_error"  # the server put an error object inside the stream
+    INVALID_RESPONSE = "invalid_response"  # unparsable JSON / unexpected shape
+    CANCELLED = "cancelled"  # still in flight when the run stopped
+
+
+class TokenSource(StrEnum):
+    """Where a token count came from."""
+
+    USAGE = "usage"  # the server's usage block (OpenAI usage / Ollama eval_count)
+    TOKENIZER = "tokenizer"  # a real tokenizer supplied by the caller
+    ESTIMATE = "estimate"  # the built-in deterministic estimate (no tokenizer download)
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What happened to one request (one JSONL line in ``records.jsonl``)."""
+
+    run_index: int  # sub-run (sweep stage) index; 0 for a single run
+    worker_id: int
+    request_index: int  # per worker, in send order
+    prompt_index: int  # which dataset entry
+    warmup: bool
+    scheduled_s: float  # planned send time, seconds since the run's start
+    t0_s: float  # actual send time (after a concurrency slot was acquired)
+    end_s: float  # response fully received (or failure noticed)
+    ttft_ms: float | None = None  # first chunk carrying a generated token - t0 (streaming)
+    e2e_ms: float | None = None  # last token chunk - t0 (non-streaming: response - t0)
+    tpot_ms: float | None = None  # (e2e - ttft) / (N - 1), N >= 2
+    itl_ms: list[float] = field(default_factory=list)  # gaps between token chunks
+    chunks: int = 0  # number of chunks that carried generated text
+    output_tokens: int | None = None
+    output_tokens_source: TokenSource | None = None
+    prompt_tokens: int | None = None
+    prompt_tokens_source: TokenSource | None = None
+    error: ErrorType | None = None
+    error_message: str | None = None
+    http_status: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def schedule_delay_ms(self) -> float:
+        return (self.t0_s - self.scheduled_s) * 1000.0
+
+    @property
+    def tokens_per_chunk(self) -> float | None:
+        if self.output_tokens is None or self.chunks == 0:
+            return None
+        return self.output_tokens / self.chunks
+
+
+RECORD_ADAPTER: TypeAdapter[RequestRecord] = TypeAdapter(RequestRecord)
+RECORDS_ADAPTER: TypeAdapter[list[RequestRecord]] = TypeAdapter(list[RequestRecord])
+
+
+def dump_records(records: list[RequestRecord]) -> bytes:
+    """Serialise a batch (for pipes and buses): a JSON array of record objects."""
+    return orjson.dumps(records)
+
+
+def load_records(data: bytes | str) -> list[RequestRecord]:
+    """Parse and validate a batch produced by :func:`dump_records`."""
+    return RECORDS_ADAPTER.validate_json(data)
+
+
+def record_from_dict(obj: dict[str, Any]) -> RequestRecord:
+    return RECORD_ADAPTER.validate_python(obj)
