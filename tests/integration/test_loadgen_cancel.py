@@ -59,8 +59,9 @@ async def test_stop_event_stops_worker_processes() -> None:
         stopped_at = time.monotonic()
         result = await task
         elapsed = time.monotonic() - stopped_at
-    assert elapsed < 2.0
     run = result.summary.runs[0]
-    assert result.summary.state is BenchState.CANCELLED and run.workers == 2
-    assert run.failures.get(ErrorType.CANCELLED, 0) >= 1
-    assert {r.worker_id for r in result.records} == {0, 1}
+    facts = f"elapsed={elapsed:.2f}s failures={run.failures} workers={run.worker_pids}"
+    assert elapsed < 3.0, facts  # typically 0.15-0.3 s: stop message, last batch, exit
+    assert result.summary.state is BenchState.CANCELLED and run.workers == 2, facts
+    assert run.failures.get(ErrorType.CANCELLED, 0) >= 1, facts
+    assert {r.worker_id for r in result.records} == {0, 1}, facts

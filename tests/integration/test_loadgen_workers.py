@@ -70,7 +70,7 @@ async def test_two_worker_processes_merge_percentiles_exactly(tmp_path: Path) ->
     per_worker = [[r for r in measured if r.worker_id == w] for w in (0, 1)]
     assert all(len(rs) > 100 for rs in per_worker)
     starts = [min(r.t0_s for r in rs) for rs in per_worker]
-    assert abs(starts[0] - starts[1]) < 0.05
+    assert abs(starts[0] - starts[1]) < 0.25  # same start instant, not seconds apart
 
 
 async def test_a_failing_worker_process_is_reported(tmp_path: Path) -> None:
