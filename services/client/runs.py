@@ -17,7 +17,6 @@ from typing import Any
 from faststream.nats import NatsBroker
 from pydantic import ValidationError
 
-from services.client.loadgen.config import BenchConfig
 from services.client.loadgen.errors import LoadgenError
 from services.client.loadgen.metrics.records import RequestRecord
 from services.client.loadgen.metrics.window import WindowStats
@@ -37,6 +36,7 @@ from shared.messages import (
 from shared.registry import BenchmarkRecord, KVRegistry, RecordExists, ServiceRecord
 from shared.settings import Settings
 from shared.states import BenchState, ServiceState
+from shared.workload import BenchConfig
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.client.loadgen.backends.endpoint import base_url_for
-from services.client.loadgen.config import BackendKind, BenchConfig, DatasetConfig
+from shared.workload import BackendKind, BenchConfig, DatasetConfig
 
 
 def _cfg(**kw: object) -> BenchConfig:

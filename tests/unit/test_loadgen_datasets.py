@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from services.client.loadgen.config import DatasetConfig, DatasetFormat, TokenDistribution
 from services.client.loadgen.datasets import (
     EstimateTokenCounter,
     SyntheticPrompts,
@@ -17,6 +16,7 @@ from services.client.loadgen.datasets import (
     validate_dataset,
 )
 from services.client.loadgen.errors import DatasetError
+from shared.workload import DatasetConfig, DatasetFormat, TokenDistribution
 
 
 def test_synthetic_is_seeded_bounded_and_counts_match() -> None:

@@ -6,13 +6,13 @@ import orjson
 import pytest
 
 from services.client.loadgen.backends import make_backend
-from services.client.loadgen.config import BackendKind
 from services.client.loadgen.datasets.base import Prompt
 from services.client.loadgen.errors import (
     InvalidResponseError,
     ServerStreamError,
     StreamCutError,
 )
+from shared.workload import BackendKind
 
 PROMPT = Prompt(index=3, text="hello there", prompt_tokens=2, output_tokens=7)
 

@@ -7,7 +7,6 @@ import statistics
 
 import pytest
 
-from services.client.loadgen.config import BenchConfig, ProfileKind
 from services.client.loadgen.engine import Budget
 from services.client.loadgen.runner import next_stage, worker_specs
 from services.client.loadgen.scheduler import (
@@ -18,6 +17,7 @@ from services.client.loadgen.scheduler import (
     split_plan,
     sweep_rates,
 )
+from shared.workload import BenchConfig, ProfileKind
 
 NS = 1_000_000_000
 

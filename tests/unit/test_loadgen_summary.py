@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from services.client.loadgen.config import BenchConfig, SloConfig
 from services.client.loadgen.messages import WorkerReport
 from services.client.loadgen.metrics.records import (
     ErrorType,
@@ -26,6 +25,7 @@ from services.client.loadgen.results import (
 from services.client.loadgen.scheduler import LoopKind, RunPlan
 from shared.messages.base import utcnow
 from shared.states import BenchState
+from shared.workload import BenchConfig, SloConfig
 
 
 def ok(

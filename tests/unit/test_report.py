@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from services.client.loadgen.config import BenchConfig, SloConfig
 from services.client.loadgen.messages import WorkerReport
 from services.client.loadgen.metrics.records import ErrorType, RequestRecord, TokenSource
 from services.client.loadgen.metrics.summary import RunSummary, summarize_run
@@ -35,6 +34,7 @@ from services.client.report.charts import (
 from services.client.report.view import fmt_value, setup_rows
 from shared.messages.base import utcnow
 from shared.states import BenchState
+from shared.workload import BenchConfig, SloConfig
 
 HOSTILE = "<script>alert(1)</script>"
 

@@ -6,16 +6,6 @@ Public API: :func:`run_benchmark` (config in, :class:`BenchResult` out), :class:
 entry :func:`run_worker` for workers started elsewhere (e.g. SLURM nodes over NATS).
 """
 
-from services.client.loadgen.config import (
-    BackendKind,
-    BenchConfig,
-    DatasetConfig,
-    DatasetFormat,
-    ProfileKind,
-    RateType,
-    SloConfig,
-    TokenDistribution,
-)
 from services.client.loadgen.errors import (
     ConfigError,
     DatasetError,
@@ -37,6 +27,16 @@ from services.client.loadgen.results import (
 )
 from services.client.loadgen.runner import run_benchmark
 from services.client.loadgen.workers import run_worker, worker_process_main
+from shared.workload import (
+    BackendKind,
+    BenchConfig,
+    DatasetConfig,
+    DatasetFormat,
+    ProfileKind,
+    RateType,
+    SloConfig,
+    TokenDistribution,
+)
 
 __all__ = [
     "BackendKind",

@@ -13,9 +13,9 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from services.client.loadgen.config import BenchConfig
 from services.client.loadgen.metrics.records import RequestRecord
 from services.client.loadgen.scheduler.profiles import RunPlan
+from shared.workload import BenchConfig
 
 
 class WorkerSpec(BaseModel):

@@ -12,7 +12,6 @@ import orjson
 
 from services.client.loadgen.backends import Backend, backend_class, make_backend
 from services.client.loadgen.backends.endpoint import base_url_for
-from services.client.loadgen.config import BenchConfig
 from services.client.loadgen.datasets.base import Prompt
 from services.client.loadgen.errors import (
     InvalidResponseError,
@@ -21,6 +20,7 @@ from services.client.loadgen.errors import (
     StreamCutError,
 )
 from services.client.loadgen.transport import ConnectionLostError, HttpClient, HttpProtocolError
+from shared.workload import BenchConfig
 
 PREFLIGHT_TIMEOUT_S = 30.0
 #: A server with a (simulated or real) error rate may fail one probe; 5 failures in a row

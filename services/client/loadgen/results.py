@@ -19,11 +19,11 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from services.client.loadgen.config import BenchConfig
 from services.client.loadgen.metrics.records import RECORD_ADAPTER, RequestRecord
 from services.client.loadgen.metrics.stats import PERCENTILES
 from services.client.loadgen.metrics.summary import RunSummary
 from shared.states import BenchState
+from shared.workload import BenchConfig
 
 SUMMARY_FILE = "summary.json"
 CSV_FILE = "summary.csv"

@@ -20,7 +20,6 @@ from services.client.loadgen.collector import (
     RecordsCallback,
     WindowCallback,
 )
-from services.client.loadgen.config import BenchConfig, ProfileKind
 from services.client.loadgen.datasets import validate_dataset
 from services.client.loadgen.datasets.tokens import TokenCounter
 from services.client.loadgen.errors import ConfigError, LoadgenError
@@ -44,6 +43,7 @@ from services.client.loadgen.scheduler import (
 from services.client.loadgen.workers import ProcessWorkers, run_worker
 from shared.messages.base import utcnow
 from shared.states import BenchState
+from shared.workload import BenchConfig, ProfileKind
 
 #: In-process start lead: lets the first scheduled send be on time.
 _IN_PROCESS_LEAD_NS = 10_000_000

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.client.loadgen.config import ProfileKind
 from services.client.loadgen.metrics.stats import Distribution
 from services.client.loadgen.metrics.summary import RunSummary
 from services.client.loadgen.results import BenchSummary
 from services.client.loadgen.scheduler.profiles import LoopKind
+from shared.workload import ProfileKind
 
 #: The latency distributions in the statistics table: (summary field, display name).
 STAT_METRICS: tuple[tuple[str, str], ...] = (

@@ -7,7 +7,7 @@ from typing import Any
 from services.client.loadgen.backends.base import Backend, LineParser, ResponseState
 from services.client.loadgen.backends.ollama import OllamaGenerate
 from services.client.loadgen.backends.openai import OpenAIChat, OpenAICompletions
-from services.client.loadgen.config import BackendKind
+from shared.workload import BackendKind
 
 __all__ = [
     "Backend",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.client.loadgen.config import BackendKind
+from shared.workload import BackendKind
 
 
 def base_url_for(target: str, backend: BackendKind) -> str:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from services.client.loadgen.config import DatasetConfig, DatasetFormat
 from services.client.loadgen.datasets.base import Prompt, PromptSource
 from services.client.loadgen.datasets.files import FilePrompts, load_jsonl, load_sharegpt
 from services.client.loadgen.datasets.synthetic import SyntheticPrompts
 from services.client.loadgen.datasets.tokens import EstimateTokenCounter, TokenCounter
+from shared.workload import DatasetConfig, DatasetFormat
 
 __all__ = [
     "EstimateTokenCounter",

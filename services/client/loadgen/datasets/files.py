@@ -18,11 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.client.loadgen.config import TokenDistribution
 from services.client.loadgen.datasets.base import Prompt
 from services.client.loadgen.datasets.synthetic import sample_length
 from services.client.loadgen.datasets.tokens import EstimateTokenCounter
 from services.client.loadgen.errors import DatasetError
+from shared.workload import TokenDistribution
 
 
 class JsonlEntry(BaseModel):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import random
 
-from services.client.loadgen.config import TokenDistribution
 from services.client.loadgen.datasets.base import Prompt
+from shared.workload import TokenDistribution
 
 _TEXT = (
     "the of and to in is you that it he was for on are as with his they at be this have "

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.client.loadgen.config import SloConfig
 from services.client.loadgen.messages import WorkerReport
 from services.client.loadgen.metrics.records import ErrorType, RequestRecord, TokenSource
 from services.client.loadgen.metrics.stats import Distribution, describe
 from services.client.loadgen.scheduler.profiles import LoopKind, RunPlan
 from shared.states import BenchState
+from shared.workload import SloConfig
 
 
 class RunSummary(BaseModel):

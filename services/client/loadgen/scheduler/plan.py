@@ -8,8 +8,8 @@ two have run, hence the separate stage builders.
 
 from __future__ import annotations
 
-from services.client.loadgen.config import BenchConfig, ProfileKind, RateType
 from services.client.loadgen.scheduler.profiles import LoopKind, RunPlan
+from shared.workload import BenchConfig, ProfileKind, RateType
 
 SWEEP_DEFAULT_CONCURRENCY = 128
 

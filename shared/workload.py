@@ -1,4 +1,4 @@
-"""``BenchConfig``: everything that defines a benchmark run, validated before any load.
+"""``BenchConfig``: the workload contract — everything that defines a benchmark run.
 
 The same model is the CLI's target, the ``workload`` of a ``bench.requested`` command and the
 ``config`` echoed in every summary, so a result file says exactly how it was produced.
