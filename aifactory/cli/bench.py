@@ -11,6 +11,7 @@ still written, marked ``cancelled``. ``bench_app`` is module-level so that other
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from aifactory.cli.targets import TargetNotFound, resolve_target
 from services.client.loadgen import (
     BackendKind,
     BenchConfig,
@@ -32,6 +34,10 @@ from services.client.loadgen import (
     run_benchmark,
     write_results,
 )
+from services.client.report import ReportError
+from services.client.report.cli import report_command
+from shared.messages.base import ID_PATTERN
+from shared.settings import load_settings
 from shared.states import BenchState
 
 bench_app = typer.Typer(help="Benchmark an inference endpoint.", no_args_is_help=True)
@@ -44,6 +50,33 @@ _SLO = "Service-level objectives"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_DURATION_S = 60.0
+
+
+@bench_app.command("report")
+def report_cmd(
+    target: Annotated[
+        str, typer.Argument(help="A benchmark id (from the client service) or a results folder.")
+    ],
+    out: Annotated[Path | None, typer.Option(help="Where to write report.html.")] = None,
+) -> None:
+    """Write the self-contained HTML report (plus the JSON and CSV already beside it)."""
+    console = Console(stderr=True)
+    path = Path(target)
+    if not path.exists():
+        candidate = load_settings().effective_benchmarks_dir / target
+        if not re.fullmatch(ID_PATTERN, target) or not candidate.is_dir():
+            console.print(
+                f"[red]error:[/red] {target!r} is neither a results folder nor a "
+                f"benchmark id with results under {candidate.parent}"
+            )
+            raise typer.Exit(EXIT_USAGE)
+        path = candidate
+    try:
+        written = report_command(path, out)
+    except ReportError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    typer.echo(str(written))
 
 
 def register(app: typer.Typer) -> None:
@@ -116,7 +149,10 @@ def _loop_factory() -> Any:
 
 @bench_app.command("run")
 def run_command(
-    target: Annotated[str, typer.Option(help="Base URL of the endpoint, e.g. http://h:8000.")],
+    target: Annotated[
+        str,
+        typer.Option(help="Base URL (http://h:8000) or the id of a running deployed service."),
+    ],
     backend: Annotated[BackendKind, typer.Option(help="API to speak.")] = (
         BackendKind.OPENAI_COMPLETIONS
     ),
@@ -178,6 +214,11 @@ def run_command(
     fmt = dataset_format
     if dataset is not None and fmt is None:
         fmt = DatasetFormat.JSONL if dataset.suffix == ".jsonl" else DatasetFormat.SHAREGPT
+    try:
+        target = resolve_target(load_settings(), target)
+    except TargetNotFound as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
     raw: dict[str, Any] = {
         "target": target,
         "backend": backend,

@@ -23,7 +23,7 @@ from shared.bus import ensure_topology, make_broker
 from shared.executors.base import Executor
 from shared.executors.factory import make_executor
 from shared.http import EmbeddedUvicorn, embedded_server
-from shared.registry import KVRegistry, ServiceRecord
+from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,11 @@ class ServerService:
         await self.broker.start()
         ingress = create_ingress(
             IngressContext(
-                settings=self.settings, broker=self.broker, services=registry, metrics=self.metrics
+                settings=self.settings,
+                broker=self.broker,
+                services=registry,
+                benchmarks=KVRegistry(topology.benchmarks, BenchmarkRecord),
+                metrics=self.metrics,
             )
         )
         self.http = embedded_server(ingress, self.settings.ingress_host, self.settings.ingress_port)

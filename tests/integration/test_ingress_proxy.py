@@ -15,7 +15,7 @@ from services.server.metrics import ServerMetrics
 from shared.bus import ensure_topology, make_broker
 from shared.messages import Endpoint
 from shared.natsd import EmbeddedNats, free_port
-from shared.registry import KVRegistry, ServiceRecord
+from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from shared.settings import Settings
 from shared.states import ServiceState
 
@@ -32,7 +32,13 @@ async def ingress(
     topo = await ensure_topology(broker.connection.jetstream())
     registry = KVRegistry(topo.services, ServiceRecord)
     app = create_ingress(
-        IngressContext(settings=settings, broker=broker, services=registry, metrics=ServerMetrics())
+        IngressContext(
+            settings=settings,
+            broker=broker,
+            services=registry,
+            benchmarks=KVRegistry(topo.benchmarks, BenchmarkRecord),
+            metrics=ServerMetrics(),
+        )
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as client:
@@ -118,3 +124,59 @@ def test_ingress_refuses_non_loopback_bind_without_token() -> None:
     check_bind("0.0.0.0", "token")
     with pytest.raises(InsecureBindError, match="AIFACTORY_API_TOKEN"):
         check_bind("0.0.0.0", None)
+
+
+async def test_benchmark_requests_are_validated_and_published(ingress, nats_server) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import nats as nats_client
+
+    from shared import subjects
+
+    client, registry = ingress
+    bad = await client.post(
+        "/api/v1/benchmarks",
+        json={
+            "target": {"url": "http://127.0.0.1:9"},
+            "workload": {"profile": "poisson", "rate": -1},
+        },
+        headers=AUTH,
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == "workload.rate"
+    unknown = await client.post(
+        "/api/v1/benchmarks",
+        json={"target": {"service_id": "nosuch"}, "workload": {"requests": 3}},
+        headers=AUTH,
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"][0]["loc"] == "target.service_id"
+    both = await client.post(
+        "/api/v1/benchmarks",
+        json={"target": {"service_id": "a", "url": "http://127.0.0.1:9"}},
+        headers=AUTH,
+    )
+    assert both.status_code == 422
+    await registry.create("svc", _record("svc", ["http://127.0.0.1:9"]))
+    ok = await client.post(
+        "/api/v1/benchmarks",
+        json={
+            "target": {"service_id": "svc"},
+            "workload": {"profile": "synchronous", "requests": 3},
+        },
+        headers=AUTH,
+    )
+    assert ok.status_code == 202, ok.text
+    benchmark_id = ok.json()["benchmark_id"]
+    nc = await nats_client.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        sub = await js.subscribe(subjects.BENCH_REQUESTED, stream=subjects.COMMANDS_STREAM)
+        command = json.loads((await sub.next_msg(timeout=5)).data)
+    finally:
+        await nc.close()
+    assert command["benchmark_id"] == benchmark_id
+    assert command["target"]["service_id"] == "svc"
+    assert command["workload"] == {"profile": "synchronous", "requests": 3}
+    missing = await client.get("/api/v1/benchmarks/nosuch", headers=AUTH)
+    assert missing.status_code == 404

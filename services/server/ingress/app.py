@@ -17,6 +17,7 @@ from faststream.nats import NatsBroker
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.server.ingress.auth import BearerAuth
+from services.server.ingress.benchmarks import benchmarks_router
 from services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, forward
 from services.server.metrics import ServerMetrics
 from shared import subjects
@@ -26,7 +27,7 @@ from shared.messages import DeployCancel, DeployRequested, new_id
 from shared.messages.base import ID_PATTERN
 from shared.messages.deploy import RECIPE_REF_PATTERN
 from shared.recipes import RecipeError, list_recipes, load_recipe
-from shared.registry import KVRegistry, ServiceRecord
+from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from shared.settings import Settings
 from shared.states import ServiceState
 
@@ -39,6 +40,7 @@ class IngressContext:
     settings: Settings
     broker: NatsBroker
     services: KVRegistry[ServiceRecord]
+    benchmarks: KVRegistry[BenchmarkRecord]
     metrics: ServerMetrics
 
 
@@ -198,6 +200,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
             raise HTTPException(404, str(exc)) from exc
         return found.model_dump(mode="json")
 
+    api.include_router(benchmarks_router(ctx.broker, ctx.benchmarks, ctx.services))
     app.include_router(api)
     app.router.on_shutdown.append(http.aclose)
     return app

@@ -1,0 +1,39 @@
+"""Resolve a benchmark target given as a URL or as a deployed service's id."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from aifactory.cli.busclient import BusUnavailable, bus
+from shared.messages.base import ID_PATTERN
+from shared.registry import KVRegistry, ServiceRecord
+from shared.settings import Settings
+from shared.states import ServiceState
+
+
+class TargetNotFound(ValueError):
+    """The target is neither a URL nor a running service's id."""
+
+
+async def _service_url(settings: Settings, service_id: str) -> str:
+    async with bus(settings) as (_, topology):
+        found = await KVRegistry(topology.services, ServiceRecord).get(service_id)
+    if found is None:
+        raise TargetNotFound(f"--target: no service {service_id!r} (aifactory services ls)")
+    record = found[0]
+    if record.state is not ServiceState.RUNNING or not record.endpoints:
+        raise TargetNotFound(f"--target: service {service_id} is {record.state.value}, not running")
+    return record.endpoints[0].url
+
+
+def resolve_target(settings: Settings, target: str) -> str:
+    """A URL is used as given; anything shaped like a service id is looked up on the bus."""
+    if target.startswith(("http://", "https://")):
+        return target
+    if not re.fullmatch(ID_PATTERN, target):
+        raise TargetNotFound(f"--target: {target!r} is neither an http(s) URL nor a service id")
+    try:
+        return asyncio.run(_service_url(settings, target))
+    except BusUnavailable as exc:
+        raise TargetNotFound(f"--target {target}: {exc}") from exc

@@ -1,0 +1,110 @@
+"""``/api/v1/benchmarks``: benchmark commands to the client service, state from its KV.
+
+The workload is validated here with the shared workload schema, so a typo answers 422
+naming ``workload.<field>`` at once instead of a failed benchmark a moment later.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path
+from fastapi.responses import JSONResponse
+from faststream.nats import NatsBroker
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared import subjects
+from shared.bus import publish
+from shared.messages import BenchCancel, BenchRequested, BenchTarget, new_id
+from shared.messages.base import ID_PATTERN
+from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
+from shared.workload import BenchConfig
+
+BenchmarkId = Annotated[str, Path(pattern=ID_PATTERN, description="benchmark id")]
+
+#: Stands in for a service's URL while validating a workload aimed at a service id.
+_PLACEHOLDER_URL = "http://service.invalid:1"
+
+
+class CreateBenchmark(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: BenchTarget
+    workload: dict[str, Any] = Field(
+        default_factory=dict,
+        examples=[{"profile": "poisson", "rate": 20, "duration_s": 30, "backend": "openai_chat"}],
+    )
+
+
+class BenchmarkAccepted(BaseModel):
+    benchmark_id: str
+    status_url: str
+
+
+def _errors(exc: ValidationError, prefix: str) -> JSONResponse:
+    detail = [
+        {"loc": ".".join([prefix, *(str(p) for p in e["loc"])]), "msg": e["msg"]}
+        for e in exc.errors(include_url=False)
+    ]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def benchmarks_router(
+    broker: NatsBroker,
+    benchmarks: KVRegistry[BenchmarkRecord],
+    services: KVRegistry[ServiceRecord],
+) -> APIRouter:
+    router = APIRouter(tags=["benchmarks"])
+
+    @router.post("/benchmarks", status_code=202, response_model=BenchmarkAccepted)
+    async def create_benchmark(body: CreateBenchmark) -> Any:
+        if "target" in body.workload:
+            return JSONResponse(
+                status_code=422,
+                content={"detail": [{"loc": "workload.target", "msg": "use the top-level target"}]},
+            )
+        try:
+            BenchConfig.model_validate(
+                {**body.workload, "target": body.target.url or _PLACEHOLDER_URL}
+            )
+        except ValidationError as exc:
+            return _errors(exc, "workload")
+        service_id = body.target.service_id
+        if service_id is not None and await services.get(service_id) is None:
+            detail = [{"loc": "target.service_id", "msg": f"no service {service_id!r}"}]
+            return JSONResponse(status_code=422, content={"detail": detail})
+        benchmark_id = new_id()[:12]
+        await publish(
+            broker,
+            BenchRequested(benchmark_id=benchmark_id, target=body.target, workload=body.workload),
+            stream=subjects.COMMANDS_STREAM,
+        )
+        return BenchmarkAccepted(
+            benchmark_id=benchmark_id, status_url=f"/api/v1/benchmarks/{benchmark_id}"
+        )
+
+    @router.get("/benchmarks", response_model=list[BenchmarkRecord])
+    async def list_benchmarks() -> list[BenchmarkRecord]:
+        records = await benchmarks.all()
+        # The list stays small to read: summaries are in GET /benchmarks/{id}.
+        return [
+            r.model_copy(update={"summary": None}) for r in sorted(records, key=lambda r: r.created)
+        ]
+
+    @router.get("/benchmarks/{benchmark_id}", response_model=BenchmarkRecord)
+    async def get_benchmark(benchmark_id: BenchmarkId) -> BenchmarkRecord:
+        found = await benchmarks.get(benchmark_id)
+        if found is None:
+            raise HTTPException(404, f"no benchmark {benchmark_id!r}")
+        return found[0]
+
+    @router.delete("/benchmarks/{benchmark_id}", status_code=202)
+    async def cancel_benchmark(benchmark_id: BenchmarkId) -> dict[str, str]:
+        if await benchmarks.get(benchmark_id) is None:
+            raise HTTPException(404, f"no benchmark {benchmark_id!r}")
+        await publish(
+            broker, BenchCancel(benchmark_id=benchmark_id), stream=subjects.COMMANDS_STREAM
+        )
+        return {"benchmark_id": benchmark_id, "status": "cancel requested"}
+
+    return router
