@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 from fastapi import FastAPI
 
@@ -13,18 +12,19 @@ from services.client.metrics import ClientMetrics
 from services.client.runs import BenchmarkRuns
 from shared.bus import bus_connected, ensure_topology, make_broker
 from shared.http import add_ops_routes, embedded_server
+from shared.process import ServiceProcess
 from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class ClientService:
+class ClientService(ServiceProcess):
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.settings = settings
         self.broker = make_broker(settings, name="client")
         self.metrics = ClientMetrics()
-        self._stop = asyncio.Event()
 
     async def run(self) -> None:
         await self.broker.connect()
@@ -46,18 +46,10 @@ class ClientService:
         log.info("client service up: http://127.0.0.1:%s", self.settings.client_port)
         try:
             await asyncio.wait(
-                [serving, asyncio.create_task(self._stop.wait())],
+                [serving, asyncio.create_task(self.stopped())],
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             http.should_exit = True
             await asyncio.gather(serving, return_exceptions=True)
             await self.broker.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.stop)

@@ -25,6 +25,13 @@ class ServerMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.command_wait_seconds = Histogram(
+            "aifactory_server_command_wait_seconds",
+            "Time a command waited in the stream before its handler started.",
+            ["subject"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
         self.polls = Counter(
             "aifactory_server_polls", "Batched scheduler state queries.", registry=r
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 from faststream.nats import NatsBroker
 
@@ -23,19 +22,20 @@ from shared.bus import ensure_topology, make_broker
 from shared.executors.base import Executor
 from shared.executors.factory import make_executor
 from shared.http import EmbeddedUvicorn, embedded_server
+from shared.process import ServiceProcess
 from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class ServerService:
+class ServerService(ServiceProcess):
     def __init__(self, settings: Settings, executor: Executor | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.executor = executor or make_executor(settings)
         self.broker: NatsBroker = make_broker(settings, name="server")
         self.metrics = ServerMetrics()
-        self._stop = asyncio.Event()
         self.http: EmbeddedUvicorn | None = None
 
     async def run(self) -> None:
@@ -69,7 +69,7 @@ class ServerService:
             asyncio.create_task(tracker.run(), name="tracker"),
             asyncio.create_task(self.http.serve(), name="ingress"),
         ]
-        stop = asyncio.create_task(self._stop.wait(), name="stop")
+        stop = asyncio.create_task(self.stopped(), name="stop")
         log.info(
             "server service up: executor=%s ingress=http://%s:%s",
             self.executor.kind,
@@ -90,11 +90,3 @@ class ServerService:
             stop.cancel()
             await self.broker.stop()
             await self.executor.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.stop)

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path
 from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.server.ingress.auth import BearerAuth
 from services.server.ingress.benchmarks import benchmarks_router
+from services.server.ingress.counting import RequestCounter
 from services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, forward
 from services.server.metrics import ServerMetrics
 from shared import subjects
@@ -91,14 +92,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
     balancer = ReplicaBalancer()
     http = httpx.AsyncClient()
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        ctx.metrics.http_requests.labels(
-            request.method, getattr(route, "path", "unmatched"), str(response.status_code)
-        ).inc()
-        return response
+    app.add_middleware(RequestCounter, counter=ctx.metrics.http_requests)
 
     add_ops_routes(app, ctx.metrics.registry, lambda: bus_connected(ctx.broker))
 

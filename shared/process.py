@@ -1,0 +1,46 @@
+"""What every service process shares: stop on SIGINT/SIGTERM, logging, the entry point."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from shared.settings import Settings, load_settings
+
+
+class ServiceProcess(abc.ABC):
+    """A long-running service; ``run`` returns after ``stop`` (or a signal) asks it to."""
+
+    def __init__(self) -> None:
+        self._stop = asyncio.Event()
+
+    @abc.abstractmethod
+    async def run(self) -> None: ...
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def stopped(self) -> None:
+        await self._stop.wait()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop)
+
+
+def service_main(factory: Callable[[Settings], ServiceProcess]) -> None:
+    """``python -m services.<name>``: settings from the environment, run until signalled."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    async def _main() -> None:
+        service = factory(load_settings())
+        service.install_signal_handlers()
+        await service.run()
+
+    asyncio.run(_main())
