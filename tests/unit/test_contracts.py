@@ -88,3 +88,22 @@ def test_settings_from_yaml_file_and_env_precedence(
     config.write_text("pol_interval: 5\n")
     with pytest.raises(ValidationError, match="pol_interval"):
         Settings()
+
+
+def test_asyncapi_document_covers_every_subject_with_its_schema() -> None:
+    from shared.catalogue import CATALOGUE, asyncapi_document
+
+    document = asyncapi_document()
+    assert document["asyncapi"].startswith("3.")
+    addresses = {channel["address"] for channel in document["channels"].values()}
+    for subject in (
+        *subjects.COMMAND_SUBJECTS,
+        subjects.JOB_SUBMITTED,
+        subjects.SERVICE_READY,
+        subjects.BENCH_COMPLETED,
+    ):
+        assert subject in addresses
+    assert {c.subject for c in CATALOGUE} <= addresses
+    schemas = document["components"]["schemas"]
+    assert "service_id" in schemas["DeployRequested"]["properties"]
+    assert "job_state" in schemas["JobEvent"]["properties"]

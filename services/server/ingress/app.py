@@ -23,6 +23,7 @@ from services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, for
 from services.server.metrics import ServerMetrics
 from shared import subjects
 from shared.bus import bus_connected, publish
+from shared.catalogue import asyncapi_document
 from shared.http import add_ops_routes
 from shared.messages import DeployCancel, DeployRequested, new_id
 from shared.messages.base import ID_PATTERN
@@ -93,6 +94,12 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
     http = httpx.AsyncClient()
 
     app.add_middleware(RequestCounter, counter=ctx.metrics.http_requests)
+    bus_document = asyncapi_document(ctx.settings.nats_url)
+
+    @app.get("/asyncapi.json", tags=["ops"])
+    async def asyncapi() -> dict[str, Any]:
+        """The bus contract (AsyncAPI 3), for clients that talk to NATS directly."""
+        return bus_document
 
     add_ops_routes(app, ctx.metrics.registry, lambda: bus_connected(ctx.broker))
 
