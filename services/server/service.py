@@ -24,6 +24,7 @@ from shared.executors.factory import make_executor
 from shared.http import EmbeddedUvicorn, embedded_server
 from shared.process import ServiceProcess
 from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
+from shared.registry_view import RegistryView
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,11 @@ class ServerService(ServiceProcess):
         await lifecycle.reconcile()
         self.broker.include_router(build_router(self.settings, lifecycle, tracker))
         await self.broker.start()
+        services_view = RegistryView(topology.services)
+        await services_view.start()
         ingress = create_ingress(
             IngressContext(
+                services_view=services_view,
                 settings=self.settings,
                 broker=self.broker,
                 services=registry,
@@ -88,5 +92,6 @@ class ServerService(ServiceProcess):
                     task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             stop.cancel()
+            await services_view.stop()
             await self.broker.stop()
             await self.executor.close()

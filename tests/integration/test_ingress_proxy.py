@@ -16,6 +16,7 @@ from shared.bus import ensure_topology, make_broker
 from shared.messages import Endpoint
 from shared.natsd import EmbeddedNats, free_port
 from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
+from shared.registry_view import RegistryView
 from shared.settings import Settings
 from shared.states import ServiceState
 
@@ -31,8 +32,11 @@ async def ingress(
     await broker.connect()
     topo = await ensure_topology(broker.connection.jetstream())
     registry = KVRegistry(topo.services, ServiceRecord)
+    view = RegistryView(topo.services)
+    await view.start()
     app = create_ingress(
         IngressContext(
+            services_view=view,
             settings=settings,
             broker=broker,
             services=registry,
@@ -43,6 +47,7 @@ async def ingress(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as client:
         yield client, registry
+    await view.stop()
     await broker.stop()
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Response
 from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +30,7 @@ from shared.messages.base import ID_PATTERN
 from shared.messages.deploy import RECIPE_REF_PATTERN
 from shared.recipes import RecipeError, list_recipes, load_recipe
 from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
+from shared.registry_view import RegistryView
 from shared.settings import Settings
 from shared.states import ServiceState
 
@@ -44,6 +45,8 @@ class IngressContext:
     services: KVRegistry[ServiceRecord]
     benchmarks: KVRegistry[BenchmarkRecord]
     metrics: ServerMetrics
+    #: Live copy of the services bucket: the read routes answer from it.
+    services_view: RegistryView
 
 
 class CreateService(BaseModel):
@@ -103,11 +106,14 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
 
     add_ops_routes(app, ctx.metrics.registry, lambda: bus_connected(ctx.broker))
 
-    async def get_record(service_id: str) -> ServiceRecord:
-        found = await ctx.services.get(service_id)
-        if found is None:
+    async def get_json(service_id: str) -> bytes:
+        data = await ctx.services_view.get_json(service_id)
+        if data is None:
             raise HTTPException(404, f"no service {service_id!r}")
-        return found[0]
+        return data
+
+    async def get_record(service_id: str) -> ServiceRecord:
+        return ServiceRecord.model_validate_json(await get_json(service_id))
 
     @api.post("/services", status_code=202, response_model=Accepted, tags=["services"])
     async def create_service(body: CreateService) -> Any:
@@ -122,11 +128,18 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
 
     @api.get("/services", response_model=list[ServiceRecord], tags=["services"])
     async def list_services() -> list[ServiceRecord]:
-        return sorted(await ctx.services.all(), key=lambda r: r.created)
+        records = [ServiceRecord.model_validate_json(v) for v in ctx.services_view.all_json()]
+        return sorted(records, key=lambda r: r.created)
 
-    @api.get("/services/{service_id}", response_model=ServiceRecord, tags=["services"])
-    async def get_service(service_id: ServiceId) -> ServiceRecord:
-        return await get_record(service_id)
+    @api.get(
+        "/services/{service_id}",
+        response_model=ServiceRecord,
+        tags=["services"],
+        responses={200: {"content": {"application/json": {}}}},
+    )
+    async def get_service(service_id: ServiceId) -> Response:
+        # The stored JSON is a ServiceRecord already: serve it as is (no parse, no re-dump).
+        return Response(await get_json(service_id), media_type="application/json")
 
     @api.get("/services/{service_id}/status", response_model=ServiceStatus, tags=["services"])
     async def service_status(service_id: ServiceId) -> ServiceStatus:
