@@ -18,7 +18,6 @@ from faststream.nats import (
     NatsBroker,
     NatsMessage,
     NatsRouter,
-    PullSub,
 )
 
 from shared import subjects
@@ -61,7 +60,6 @@ def command_consumer(
             ack_wait=settings.command_ack_wait,
             max_deliver=settings.command_max_deliver,
         ),
-        pull_sub=PullSub(batch_size=max_workers, timeout=1.0),
         max_workers=max_workers,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{service}/{subject}",

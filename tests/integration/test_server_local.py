@@ -148,3 +148,31 @@ async def test_metrics_pass_promtool(server: ServerProcess) -> None:
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_command_sent_while_server_is_down_is_handled_after_restart(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    from shared.messages import DeployRequested
+
+    write_test_recipes(tmp_path / "recipes", port=free_port())
+    first = ServerProcess(tmp_path, nats_server.url, executor="local").start()
+    first.kill9()
+    cmd = DeployRequested(service_id="whiledown", recipe="inference/httpserver")
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await js.publish(
+            cmd.subject, cmd.model_dump_json().encode(), headers={"Nats-Msg-Id": cmd.id}
+        )
+    finally:
+        await nc.close()
+    second = ServerProcess(tmp_path, nats_server.url, executor="local").start()
+    try:
+        async with httpx.AsyncClient() as client:
+            record = await wait_for_state(client, second.base, "whiledown", {"running"})
+            assert record["request_id"] == cmd.id
+            await client.delete(f"{second.base}/api/v1/services/whiledown")
+            await wait_for_state(client, second.base, "whiledown", {"cancelled"})
+    finally:
+        second.stop()
