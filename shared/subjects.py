@@ -93,3 +93,34 @@ def logs(service_id: str, stream: str) -> str:
 
 def deadletter(subject: str) -> str:
     return f"{DEADLETTER_PREFIX}.{subject}"
+
+
+# Remote load-generator workers (services/client/remote): one batch job of workers per
+# benchmark, reporting to the client service. Records and lifecycle messages are kept in
+# their own stream (a big run's records must not evict other events), heartbeats are core
+# NATS only (liveness, not data), and work orders live in a KV bucket, read by the workers.
+BENCH_RECORDS_PREFIX: Final = "bench.records"
+BENCH_WORKER_PREFIX: Final = "bench.worker"
+BENCH_HEARTBEAT_PREFIX: Final = "bench.heartbeat"
+BENCH_WORK_STREAM: Final = "AIF_BENCH_WORK"
+BENCH_WORK_BUCKET: Final = "aif_bench_work"
+BENCH_WORK_SUBJECTS: Final = (f"{BENCH_RECORDS_PREFIX}.*", f"{BENCH_WORKER_PREFIX}.*")
+
+
+def bench_records(benchmark_id: str) -> str:
+    """Batches of per-request records from the workers of ``benchmark_id``."""
+    return f"{BENCH_RECORDS_PREFIX}.{subject_token(benchmark_id)}"
+
+
+def bench_worker(benchmark_id: str) -> str:
+    """Worker lifecycle (hello, stage done, failed) for ``benchmark_id``."""
+    return f"{BENCH_WORKER_PREFIX}.{subject_token(benchmark_id)}"
+
+
+def bench_heartbeat(benchmark_id: str) -> str:
+    return f"{BENCH_HEARTBEAT_PREFIX}.{subject_token(benchmark_id)}"
+
+
+def bench_work_filter(benchmark_id: str) -> str:
+    """Both stream subjects of one benchmark, for one consumer that keeps their order."""
+    return f"bench.*.{subject_token(benchmark_id)}"

@@ -155,6 +155,12 @@ class BenchConfig(_Strict):
     slo: SloConfig = SloConfig()
     #: Period of ``on_window`` callbacks (live metrics), seconds.
     window_s: float = Field(default=1.0, gt=0, le=3600)
+    #: ``None``: ``workers`` local processes. N: the workers run as ONE batch job on N nodes
+    #: (``workers`` per node) through the configured executor and report over NATS, so the
+    #: load generator can outgrow one machine (see ``services/client/remote``).
+    worker_nodes: int | None = Field(default=None, ge=1, le=1024)
+    #: SLURM partition of the workers' job (default: the loadgen recipe's, then the site's).
+    worker_partition: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -166,6 +172,8 @@ class BenchConfig(_Strict):
             raise ValueError("give warmup by count ('warmup_requests') or time, not both")
         if self.duration_s is None and self.requests is None:
             raise ValueError("give 'duration_s' or 'requests' (or both): a run must stop")
+        if self.worker_partition is not None and self.worker_nodes is None:
+            raise ValueError("'worker_partition' needs 'worker_nodes' (workers run locally)")
         return self
 
     @property

@@ -267,3 +267,26 @@ def run_command(
     if result.summary.state is BenchState.CANCELLED:
         console.print("[yellow]stopped early: partial results (state cancelled)[/yellow]")
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@bench_app.command("worker")
+def worker_command(
+    benchmark_id: Annotated[str, typer.Option(help="The benchmark whose orders to follow.")],
+    nats_url: Annotated[
+        str | None, typer.Option(help="NATS server (default: AIFACTORY_NATS_URL).")
+    ] = None,
+    worker_id: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Index in the job (default: AIFACTORY_WORKER_ID, then SLURM_PROCID)."
+        ),
+    ] = None,
+) -> None:
+    """Run as one remote load-generator worker (started by the workers' batch job).
+
+    Orders and the target's API key come from NATS, never from the command line; the bus
+    token, if any, from AIFACTORY_NATS_TOKEN.
+    """
+    from services.client.remote.worker import worker_main  # only workers need nats here
+
+    raise typer.Exit(worker_main(benchmark_id, nats_url=nats_url, worker=worker_id))

@@ -15,7 +15,7 @@ from aifactory.cli.common import console, fail, run, settings
 from shared import subjects
 from shared.bus import publish
 from shared.messages import DeployCancel, DeployRequested, new_id
-from shared.recipes import RecipeError, load_recipe, parse_set_options
+from shared.recipes import RecipeError, load_service_recipe, parse_set_options
 from shared.registry import KVRegistry, ServiceRecord
 from shared.states import ServiceState
 
@@ -56,7 +56,7 @@ async def deploy_async(
 ) -> int:
     cfg = settings()
     try:
-        load_recipe(recipe, cfg.recipes_dir, overrides)  # fail fast, with field paths
+        load_service_recipe(recipe, cfg.recipes_dir, overrides)  # fail fast, with field paths
     except RecipeError as exc:
         raise fail(str(exc)) from exc
     service_id = new_id()[:12]

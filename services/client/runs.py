@@ -23,8 +23,10 @@ from services.client.loadgen.metrics.window import WindowStats
 from services.client.loadgen.results import write_results
 from services.client.loadgen.runner import run_benchmark
 from services.client.metrics import ClientMetrics
+from services.client.remote import cancel_workers_job, run_remote_benchmark
 from shared import subjects
 from shared.bus import describe_validation_error, publish
+from shared.executors.base import Executor
 from shared.messages import (
     BenchCancel,
     BenchCompleted,
@@ -54,7 +56,9 @@ class BenchmarkRuns:
         benchmarks: KVRegistry[BenchmarkRecord],
         services: KVRegistry[ServiceRecord],
         metrics: ClientMetrics,
+        executor: Executor,
     ) -> None:
+        self.executor = executor
         self.settings = settings
         self.broker = broker
         self.benchmarks = benchmarks
@@ -66,6 +70,8 @@ class BenchmarkRuns:
     async def reconcile(self) -> None:
         for record in await self.benchmarks.all():
             if not record.state.is_terminal and record.benchmark_id not in self._tasks:
+                # Its coordinator died with us: do not leave its workers' job idling.
+                await cancel_workers_job(self.executor, record.benchmark_id)
                 await self._finish(
                     record.benchmark_id,
                     BenchState.FAILED,
@@ -158,13 +164,26 @@ class BenchmarkRuns:
                     self.metrics.requests.labels(rec.error or "ok").inc()
 
             try:
-                result = await run_benchmark(
-                    config,
-                    stop_event=stop,
-                    on_window=on_window,
-                    on_records=on_records,
-                    progress=False,
-                )
+                if config.worker_nodes is not None:
+                    # Workers on N nodes, launched as one job, reporting over the bus.
+                    result = await run_remote_benchmark(
+                        config,
+                        benchmark_id=bid,
+                        broker=self.broker,
+                        executor=self.executor,
+                        settings=self.settings,
+                        stop_event=stop,
+                        on_window=on_window,
+                        on_records=on_records,
+                    )
+                else:
+                    result = await run_benchmark(
+                        config,
+                        stop_event=stop,
+                        on_window=on_window,
+                        on_records=on_records,
+                        progress=False,
+                    )
             except LoadgenError as exc:
                 await self._finish(bid, BenchState.FAILED, reason=str(exc))
                 return

@@ -11,6 +11,7 @@ from services.client.handlers import build_router
 from services.client.metrics import ClientMetrics
 from services.client.runs import BenchmarkRuns
 from shared.bus import bus_connected, ensure_topology, make_broker
+from shared.executors.factory import make_executor
 from shared.http import add_ops_routes, embedded_server
 from shared.process import ServiceProcess
 from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
@@ -35,6 +36,7 @@ class ClientService(ServiceProcess):
             benchmarks=KVRegistry(topology.benchmarks, BenchmarkRecord),
             services=KVRegistry(topology.services, ServiceRecord),
             metrics=self.metrics,
+            executor=make_executor(self.settings),
         )
         await runs.reconcile()
         self.broker.include_router(build_router(self.settings, runs))

@@ -29,7 +29,7 @@ from shared.messages import (
     ServiceUnhealthy,
 )
 from shared.messages.base import utcnow
-from shared.recipes import Recipe, RecipeError, load_recipe
+from shared.recipes import Recipe, RecipeError, load_service_recipe
 from shared.registry import KVRegistry, RecordExists, ServiceRecord
 from shared.render import render_script
 from shared.settings import Settings
@@ -80,7 +80,7 @@ class Lifecycle:
             workdir=str(self.settings.effective_jobs_dir / cmd.service_id),
         )
         try:
-            recipe = load_recipe(cmd.recipe, self.settings.recipes_dir, cmd.overrides)
+            recipe = load_service_recipe(cmd.recipe, self.settings.recipes_dir, cmd.overrides)
         except RecipeError as exc:
             record.set_state(ServiceState.FAILED)
             record.reason = str(exc)

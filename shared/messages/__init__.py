@@ -13,6 +13,15 @@ from shared.messages.bench import (
 from shared.messages.deploy import DeployCancel, DeployRequested
 from shared.messages.jobs import Endpoint, JobEvent, ServiceReady, ServiceUnhealthy
 from shared.messages.observe import DeadLetter, LogLines, MonitorSamples, Sample
+from shared.messages.workers import (
+    WorkControl,
+    WorkerDone,
+    WorkerFailed,
+    WorkerHeartbeat,
+    WorkerHello,
+    WorkerRecords,
+    WorkOrder,
+)
 
 __all__ = [
     "BenchCancel",
@@ -34,6 +43,14 @@ __all__ = [
     "Sample",
     "ServiceReady",
     "ServiceUnhealthy",
+    # remote load-generator workers
+    "WorkControl",
+    "WorkOrder",
+    "WorkerDone",
+    "WorkerFailed",
+    "WorkerHeartbeat",
+    "WorkerHello",
+    "WorkerRecords",
     "new_id",
     "utcnow",
 ]

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from shared.recipes.errors import FieldError, RecipeError
 from shared.recipes.fields import ApptainerMode, Category, Runtime, TemplateName
-from shared.recipes.loader import RecipeRef, list_recipes, load_recipe, parse_ref
+from shared.recipes.loader import (
+    RecipeRef,
+    list_recipes,
+    load_recipe,
+    load_service_recipe,
+    parse_ref,
+)
 from shared.recipes.overrides import deep_merge, parse_set_options
 from shared.recipes.schema import (
     ApptainerOptions,
@@ -41,6 +47,7 @@ __all__ = [
     "deep_merge",
     "list_recipes",
     "load_recipe",
+    "load_service_recipe",
     "parse_ref",
     "parse_set_options",
     "validate_recipe",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shared.recipes.fields import SECRET_NAME_RE, ApptainerMode, Runtime, TemplateName
+from shared.recipes.fields import SECRET_NAME_RE, ApptainerMode, Category, Runtime, TemplateName
 from shared.recipes.placeholders import allowed_names, unknown_placeholders
 
 if TYPE_CHECKING:
@@ -78,13 +78,20 @@ def _template(r: Recipe) -> list[Problem]:
                 out.append(("replicas.base_port", "replica ports would pass 65535"))
     elif r.replicas is not None:
         out.append(("replicas", "only used by template vllm-replicas"))
+    if r.resources.tasks_per_node != 1 and name is not TemplateName.LOADGEN:
+        out.append(
+            (
+                "resources.tasks_per_node",
+                f"template {name.value} runs one task per node; only loadgen runs several",
+            )
+        )
     if name is TemplateName.VLLM_MULTINODE:
         if r.resources.nodes < 2:
             out.append(("resources.nodes", "template vllm-multinode needs at least 2 nodes"))
         if not r.distributed.ray:
             out.append(("distributed.ray", "template vllm-multinode needs ray: true"))
     else:
-        if r.resources.nodes != 1:
+        if r.resources.nodes != 1 and name is not TemplateName.LOADGEN:
             out.append(
                 (
                     "resources.nodes",
@@ -118,6 +125,8 @@ def _parallelism(r: Recipe) -> list[Problem]:
 def _ports(r: Recipe) -> list[Problem]:
     seen: dict[int, str] = {}
     out: list[Problem] = []
+    if not r.ports and r.category is not Category.CLIENT:
+        out.append(("ports", "needs at least 1 port (only client recipes may declare none)"))
     for name, port in r.ports.items():
         if port in seen:
             out.append((f"ports.{name}", f"port {port} is already used by ports.{seen[port]}"))
@@ -143,6 +152,8 @@ def _environment(r: Recipe) -> list[Problem]:
 
 def _placeholders(r: Recipe) -> list[Problem]:
     allowed = allowed_names(r.ports, has_model=r.model is not None)
+    if not r.ports:  # nothing listens: there is no {port} to fill in
+        allowed = [n for n in allowed if n != "port"]
     shown = ", ".join("{" + n + "}" for n in allowed)
     texts: list[tuple[str, str]] = [(f"command[{i}]", a) for i, a in enumerate(r.command or [])]
     texts += [(f"extra_args[{i}]", a) for i, a in enumerate(r.extra_args)]

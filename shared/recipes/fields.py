@@ -56,6 +56,8 @@ class TemplateName(StrEnum):
     VLLM = "vllm"
     VLLM_REPLICAS = "vllm-replicas"
     VLLM_MULTINODE = "vllm-multinode"
+    #: Load-generator workers: ``resources.tasks_per_node`` processes per node (client).
+    LOADGEN = "loadgen"
 
     @property
     def is_vllm(self) -> bool:

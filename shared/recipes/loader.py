@@ -136,3 +136,25 @@ def _all_keys(data: Mapping[Any, Any]) -> list[Any]:
         if isinstance(value, Mapping):
             keys.extend(_all_keys(value))
     return keys
+
+
+def load_service_recipe(
+    ref_name: str, root: Path, overrides: Mapping[str, Any] | None = None
+) -> Recipe:
+    """``load_recipe`` for ``deploy``: the recipe must describe a service with an endpoint.
+
+    ``client`` recipes such as ``client/loadgen`` have no port to serve or health-check; they
+    are launched by benchmarks (``worker_nodes``), not deployed as services.
+    """
+    recipe = load_recipe(ref_name, root, overrides)
+    if not recipe.ports:
+        raise RecipeError(
+            [
+                FieldError(
+                    path="ports",
+                    reason=f"recipe {ref_name} serves no port, so it cannot be deployed as a "
+                    "service (client recipes are launched by benchmarks with worker_nodes)",
+                )
+            ]
+        )
+    return recipe

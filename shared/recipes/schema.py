@@ -59,6 +59,8 @@ class Resources(_Strict):
     partition: Identifier | None = None
     account: Identifier | None = None
     qos: Identifier | None = None
+    #: Tasks (processes) per node; more than one only for template ``loadgen`` (workers).
+    tasks_per_node: int = Field(default=1, ge=1, le=1024)
 
     @property
     def gres(self) -> str | None:
@@ -140,7 +142,8 @@ class Recipe(_Strict):
     model: Text | None = None
     command: list[Text] | None = None
     extra_args: list[Text] = Field(default_factory=list)
-    ports: dict[PortName, Port] = Field(min_length=1)
+    #: At least one, except for ``client`` recipes (load generators listen on nothing).
+    ports: dict[PortName, Port] = Field(default_factory=dict)
     environment: dict[EnvName, Text] = Field(default_factory=dict)
     #: Names of secret variables the job inherits from the submit environment.
     secrets_env: list[EnvName] = Field(default_factory=list)
@@ -175,7 +178,12 @@ class Recipe(_Strict):
 
     @property
     def main_port(self) -> int:
-        """The port named ``http``, else the first one declared."""
+        """The port named ``http``, else the first one declared; 0 for a port-less client.
+
+        (0 never reaches a script: a recipe without ports may not use ``{port}``.)
+        """
+        if not self.ports:
+            return 0
         return self.ports.get("http", next(iter(self.ports.values())))
 
     @property
@@ -185,6 +193,9 @@ class Recipe(_Strict):
         return self.resources.gpu // self.replicas.gpu_per_replica
 
     def replica_ports(self) -> list[int]:
+        """Ports servers listen on; none for a recipe without ports (a client)."""
+        if not self.ports:
+            return []
         if self.replicas is None:
             return [self.main_port]
         return [self.replicas.base_port + i for i in range(self.replica_count)]

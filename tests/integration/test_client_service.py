@@ -202,3 +202,31 @@ def test_client_metrics_pass_promtool(client_service: str) -> None:
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_distributed_workers_through_the_client_service(
+    nats_server: EmbeddedNats, client_service: str, simulator: Simulator
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        topo = await ensure_topology(js)
+        workload = {
+            "profile": "concurrency",
+            "concurrency": 4,
+            "requests": 60,
+            "workers": 2,
+            "worker_nodes": 1,
+        }
+        cmd = BenchRequested(
+            benchmark_id="dist", target=BenchTarget(url=simulator.url), workload=workload
+        )
+        await _publish(js, cmd)
+        record = await _wait_record(KVRegistry(topo.benchmarks, BenchmarkRecord), "dist", 90)
+    finally:
+        await nc.close()
+    assert record.state.value == "completed", record.reason
+    results = Path(record.results_dir or "")
+    lines = (results / "records.jsonl").read_text().splitlines()
+    workers = {json.loads(line)["worker_id"] for line in lines}
+    assert len(lines) == 60 and workers == {0, 1}

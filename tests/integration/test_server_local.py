@@ -176,3 +176,20 @@ async def test_command_sent_while_server_is_down_is_handled_after_restart(
             await wait_for_state(client, second.base, "whiledown", {"cancelled"})
     finally:
         second.stop()
+
+
+async def test_client_recipe_without_port_is_not_deployable(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    import shutil
+
+    from shared.settings import REPO_ROOT
+
+    shutil.copytree(REPO_ROOT / "recipes" / "client", tmp_path / "recipes" / "client")
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{server.base}/api/v1/services", json={"recipe": "client/loadgen"}
+        )
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == "ports" and "cannot be deployed" in error["msg"]

@@ -33,6 +33,7 @@ SHIPPED = {
     "inference/simulator",
     "vector-db/qdrant",
     "vector-db/chroma",
+    "client/loadgen",
 }
 
 MINIMAL: dict[str, Any] = {

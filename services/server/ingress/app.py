@@ -28,7 +28,7 @@ from shared.http import add_ops_routes
 from shared.messages import DeployCancel, DeployRequested, new_id
 from shared.messages.base import ID_PATTERN
 from shared.messages.deploy import RECIPE_REF_PATTERN
-from shared.recipes import RecipeError, list_recipes, load_recipe
+from shared.recipes import RecipeError, list_recipes, load_recipe, load_service_recipe
 from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from shared.registry_view import RegistryView
 from shared.settings import Settings
@@ -118,7 +118,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
     @api.post("/services", status_code=202, response_model=Accepted, tags=["services"])
     async def create_service(body: CreateService) -> Any:
         try:
-            load_recipe(body.recipe, ctx.settings.recipes_dir, body.overrides)
+            load_service_recipe(body.recipe, ctx.settings.recipes_dir, body.overrides)
         except RecipeError as exc:
             return recipe_error_response(exc)
         service_id = new_id()[:12]
