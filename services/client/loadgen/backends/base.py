@@ -91,7 +91,7 @@ class LineParser(ABC):
     def line(self, line: bytes, now_ns: int) -> None: ...
 
 
-class SseParser(LineParser):
+class SseParser(LineParser, ABC):
     """Server-sent events: ``data: {json}`` lines, ``data: [DONE]`` at the end."""
 
     __slots__ = ()
@@ -105,8 +105,9 @@ class SseParser(LineParser):
             return
         self.event(decode_json(payload), now_ns)
 
+    @abstractmethod
     def event(self, obj: dict[str, Any], now_ns: int) -> None:
-        raise NotImplementedError
+        """One decoded event: the backend knows where its API puts the generated text."""
 
 
 class Backend(ABC):
