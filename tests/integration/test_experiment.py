@@ -1,0 +1,94 @@
+"""``aifactory experiment run``: the whole experiment from one file, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.natsd import free_port
+
+pytestmark = pytest.mark.nats
+
+EXPERIMENT = """\
+name: ci-experiment
+description: a small experiment on the simulator
+service:
+  recipe: inference/simulator
+  overrides:
+    ports: {{http: {port}}}
+    extra_args: [--ttft-ms, "10", --itl-ms, "2", --output-tokens, "8"]
+    health: {{path: /health, timeout: 30, interval: 0.3}}
+workloads:
+  - name: sync
+    profile: synchronous
+    requests: 10
+    workers: 1
+  - name: rate
+    profile: constant
+    rate: 20
+    requests: 40
+    workers: 1
+slo: {{ttft_ms: 500}}
+teardown: always
+output_dir: {out}
+"""
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AIFACTORY_STATE_DIR": str(tmp_path / "state"),
+        "AIFACTORY_NATS_URL": f"nats://127.0.0.1:{free_port()}",
+        "AIFACTORY_INGRESS_PORT": str(free_port()),
+        "AIFACTORY_CLIENT_PORT": str(free_port()),
+        "AIFACTORY_POLL_INTERVAL": "0.3",
+    }
+
+
+def test_experiment_runs_end_to_end_and_writes_the_report_folder(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(EXPERIMENT.format(port=free_port(), out=out))
+    run = subprocess.run(
+        [sys.executable, "-m", "aifactory.cli.main", "experiment", "run", str(spec)],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    [folder] = list(out.iterdir())
+    outcome = json.loads((folder / "outcome.json").read_text())
+    assert outcome["ok"] is True
+    assert outcome["workloads"] == {"sync": "completed", "rate": "completed"}
+    for name, count in (("sync", 10), ("rate", 40)):
+        summary = json.loads((folder / "workloads" / name / "summary.json").read_text())
+        assert summary["runs"][0]["requests_ok"] == count
+    html = (folder / "report.html").read_text()
+    assert "<svg" in html and "ci-experiment" in html
+    service = json.loads((folder / "service" / "service.json").read_text())
+    assert service["state"] == "cancelled"  # teardown: always
+    assert any(p.suffix == ".sh" for p in (folder / "service").iterdir())
+    assert json.loads((folder / "versions.json").read_text())["packages"]["aifactory"]
+    assert "api_token" in (folder / "settings.json").read_text()
+
+
+def test_bad_experiment_file_names_the_field_before_anything_starts(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    text = EXPERIMENT.format(port=free_port(), out=tmp_path / "r").replace("rate: 20", "rate: -2")
+    spec.write_text(text)
+    run = subprocess.run(
+        [sys.executable, "-m", "aifactory.cli.main", "experiment", "run", str(spec)],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0
+    assert "workloads[1] (rate)" in run.stderr and "rate" in run.stderr
+    assert not (tmp_path / "state" / "nats").exists()  # nothing was started
