@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo root
     sys.path.insert(0, str(ROOT))
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from shared.natsd import free_port  # noqa: E402 - needs the path fix above
 
@@ -82,8 +83,6 @@ def table_header(width: int = 34) -> str:
 
 # -- Prometheus histograms -------------------------------------------------------------------
 
-_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)$")
-
 
 @dataclass(frozen=True)
 class Histogram:
@@ -124,19 +123,16 @@ def parse_histogram(text: str, name: str) -> Histogram:
     """The unlabelled histogram ``name`` from a Prometheus text exposition."""
     buckets: list[tuple[float, float]] = []
     total = count = 0.0
-    for line in text.splitlines():
-        match = _SAMPLE.match(line.strip())
-        if match is None:
+    for family in text_string_to_metric_families(text):
+        if family.name != name:
             continue
-        sample, labels, value = match["name"], match["labels"] or "", float(match["value"])
-        if sample == f"{name}_bucket":
-            le = re.search(r'le="([^"]+)"', labels)
-            if le:
-                buckets.append((float(le[1]), value))
-        elif sample == f"{name}_sum":
-            total = value
-        elif sample == f"{name}_count":
-            count = value
+        for sample in family.samples:
+            if sample.name == f"{name}_bucket":
+                buckets.append((float(sample.labels["le"]), sample.value))
+            elif sample.name == f"{name}_sum":
+                total = sample.value
+            elif sample.name == f"{name}_count":
+                count = sample.value
     buckets.sort()
     return Histogram(tuple(buckets), total, count)
 
