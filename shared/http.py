@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 
@@ -27,12 +28,12 @@ def embedded_server(app: FastAPI, host: str, port: int) -> EmbeddedUvicorn:
 def add_ops_routes(app: FastAPI, registry: CollectorRegistry, healthy: Callable[[], bool]) -> None:
     """``/health`` (503 while the bus is down) and ``/metrics`` (Prometheus text)."""
 
-    @app.get("/health", tags=["ops"])
+    @app.get("/health", tags=["ops"], responses={503: {"description": "Bus disconnected"}})
     async def health() -> dict[str, str]:
         if not healthy():
             raise HTTPException(503, "bus disconnected")
         return {"status": "ok"}
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

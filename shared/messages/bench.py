@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from shared import subjects
 from shared.messages.base import ID_PATTERN, Message, Model
@@ -12,6 +12,12 @@ from shared.messages.base import ID_PATTERN, Message, Model
 
 class BenchTarget(Model):
     """What to load: a deployed service (resolved through the registry) or any URL."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"oneOf": [{"required": ["service_id"]}, {"required": ["url"]}]},
+    )
 
     service_id: str | None = Field(default=None, pattern=ID_PATTERN)
     url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$", max_length=2000)

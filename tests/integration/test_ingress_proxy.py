@@ -148,14 +148,14 @@ async def test_benchmark_requests_are_validated_and_published(ingress, nats_serv
         headers=AUTH,
     )
     assert bad.status_code == 422
-    assert bad.json()["detail"][0]["loc"] == "workload.rate"
+    assert bad.json()["detail"][0]["loc"] == ["workload", "rate"]
     unknown = await client.post(
         "/api/v1/benchmarks",
         json={"target": {"service_id": "nosuch"}, "workload": {"requests": 3}},
         headers=AUTH,
     )
     assert unknown.status_code == 422
-    assert unknown.json()["detail"][0]["loc"] == "target.service_id"
+    assert unknown.json()["detail"][0]["loc"] == ["target", "service_id"]
     both = await client.post(
         "/api/v1/benchmarks",
         json={"target": {"service_id": "a", "url": "http://127.0.0.1:9"}},

@@ -37,6 +37,8 @@ async def test_deploy_runs_then_delete_cancels(server: ServerProcess, nats_serve
         )
         assert created.status_code == 202, created.text
         service_id = created.json()["service_id"]
+        # 202 is answered once the server has registered the service: GET finds it at once.
+        assert (await client.get(f"{server.base}/api/v1/services/{service_id}")).status_code == 200
         record = await wait_for_state(client, server.base, service_id, {"running"})
         assert record["job_state"] == "running"
         [endpoint] = record["endpoints"]
@@ -75,7 +77,7 @@ async def test_invalid_recipe_and_override_are_rejected_with_field_path(
         )
         assert bad.status_code == 422
         [error] = bad.json()["detail"]
-        assert error["loc"] == "resources.gpus"
+        assert error["loc"] == ["resources", "gpus"]
         assert "valid keys" in error["msg"]
         traversal = await client.post(
             f"{server.base}/api/v1/services", json={"recipe": "../etc/passwd"}
@@ -192,4 +194,4 @@ async def test_client_recipe_without_port_is_not_deployable(
         )
     assert response.status_code == 422
     [error] = response.json()["detail"]
-    assert error["loc"] == "ports" and "cannot be deployed" in error["msg"]
+    assert error["loc"] == ["ports"] and "cannot be deployed" in error["msg"]

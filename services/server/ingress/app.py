@@ -16,9 +16,11 @@ from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.server.ingress.accept import registered
 from services.server.ingress.auth import BearerAuth
 from services.server.ingress.benchmarks import benchmarks_router
 from services.server.ingress.counting import RequestCounter
+from services.server.ingress.errors import NOT_FOUND, PROXY_ERRORS, path_parts, unprocessable
 from services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, forward
 from services.server.metrics import ServerMetrics
 from shared import subjects
@@ -81,8 +83,7 @@ class PromptRequest(BaseModel):
 
 
 def recipe_error_response(exc: RecipeError) -> JSONResponse:
-    detail = [{"loc": e.path, "msg": e.reason} for e in exc.errors]
-    return JSONResponse(status_code=422, content={"detail": detail})
+    return unprocessable(((path_parts(e.path), e.reason) for e in exc.errors), "recipe")
 
 
 def create_ingress(ctx: IngressContext) -> FastAPI:
@@ -124,6 +125,9 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
         service_id = new_id()[:12]
         cmd = DeployRequested(service_id=service_id, recipe=body.recipe, overrides=body.overrides)
         await publish(ctx.broker, cmd, stream=subjects.COMMANDS_STREAM)
+        # Answer once the server has registered it (normally a few ms), so a GET right after
+        # the 202 finds the service; if the server is down the command waits in the stream.
+        await registered(lambda: ctx.services_view.get_json(service_id))
         return Accepted(service_id=service_id, status_url=f"/api/v1/services/{service_id}/status")
 
     @api.get("/services", response_model=list[ServiceRecord], tags=["services"])
@@ -135,13 +139,18 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
         "/services/{service_id}",
         response_model=ServiceRecord,
         tags=["services"],
-        responses={200: {"content": {"application/json": {}}}},
+        responses=NOT_FOUND,
     )
     async def get_service(service_id: ServiceId) -> Response:
         # The stored JSON is a ServiceRecord already: serve it as is (no parse, no re-dump).
         return Response(await get_json(service_id), media_type="application/json")
 
-    @api.get("/services/{service_id}/status", response_model=ServiceStatus, tags=["services"])
+    @api.get(
+        "/services/{service_id}/status",
+        response_model=ServiceStatus,
+        tags=["services"],
+        responses=NOT_FOUND,
+    )
     async def service_status(service_id: ServiceId) -> ServiceStatus:
         r = await get_record(service_id)
         return ServiceStatus(
@@ -153,7 +162,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
             endpoints=[e.model_dump() for e in r.endpoints],
         )
 
-    @api.delete("/services/{service_id}", status_code=202, tags=["services"])
+    @api.delete("/services/{service_id}", status_code=202, tags=["services"], responses=NOT_FOUND)
     async def delete_service(service_id: ServiceId) -> dict[str, str]:
         await get_record(service_id)
         await publish(
@@ -167,7 +176,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
             raise HTTPException(409, f"service {service_id} is {record.state.value}, not running")
         return record, balancer.order(service_id, record.endpoints)
 
-    @api.get("/services/{service_id}/models", tags=["inference"])
+    @api.get("/services/{service_id}/models", tags=["inference"], responses=PROXY_ERRORS)
     async def service_models(service_id: ServiceId) -> Any:
         _, endpoints = await running_endpoints(service_id)
         try:
@@ -176,7 +185,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
             raise HTTPException(502, str(exc)) from exc
         return JSONResponse(status_code=response.status_code, content=response.json())
 
-    @api.post("/services/{service_id}/prompt", tags=["inference"])
+    @api.post("/services/{service_id}/prompt", tags=["inference"], responses=PROXY_ERRORS)
     async def service_prompt(service_id: ServiceId, body: PromptRequest) -> Any:
         record, endpoints = await running_endpoints(service_id)
         model = body.model or record.spec.get("model") or await _first_model(endpoints)
@@ -206,7 +215,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
             for r in list_recipes(ctx.settings.recipes_dir)
         ]
 
-    @api.get("/recipes/{category}/{name}", tags=["recipes"])
+    @api.get("/recipes/{category}/{name}", tags=["recipes"], responses=NOT_FOUND)
     async def recipe(category: RecipePart, name: RecipePart) -> Any:
         try:
             found = load_recipe(f"{category}/{name}", ctx.settings.recipes_dir)

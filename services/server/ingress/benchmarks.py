@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.server.ingress.accept import registered
+from services.server.ingress.errors import NOT_FOUND, unprocessable
 from shared import subjects
 from shared.bus import publish
 from shared.messages import BenchCancel, BenchRequested, BenchTarget, new_id
@@ -42,11 +44,9 @@ class BenchmarkAccepted(BaseModel):
 
 
 def _errors(exc: ValidationError, prefix: str) -> JSONResponse:
-    detail = [
-        {"loc": ".".join([prefix, *(str(p) for p in e["loc"])]), "msg": e["msg"]}
-        for e in exc.errors(include_url=False)
-    ]
-    return JSONResponse(status_code=422, content={"detail": detail})
+    return unprocessable(
+        (([prefix, *e["loc"]], e["msg"]) for e in exc.errors(include_url=False)), "workload"
+    )
 
 
 def benchmarks_router(
@@ -59,10 +59,7 @@ def benchmarks_router(
     @router.post("/benchmarks", status_code=202, response_model=BenchmarkAccepted)
     async def create_benchmark(body: CreateBenchmark) -> Any:
         if "target" in body.workload:
-            return JSONResponse(
-                status_code=422,
-                content={"detail": [{"loc": "workload.target", "msg": "use the top-level target"}]},
-            )
+            return unprocessable([(["workload", "target"], "use the top-level target")], "workload")
         try:
             BenchConfig.model_validate(
                 {**body.workload, "target": body.target.url or _PLACEHOLDER_URL}
@@ -71,14 +68,16 @@ def benchmarks_router(
             return _errors(exc, "workload")
         service_id = body.target.service_id
         if service_id is not None and await services.get(service_id) is None:
-            detail = [{"loc": "target.service_id", "msg": f"no service {service_id!r}"}]
-            return JSONResponse(status_code=422, content={"detail": detail})
+            return unprocessable(
+                [(["target", "service_id"], f"no service {service_id!r}")], "target"
+            )
         benchmark_id = new_id()[:12]
         await publish(
             broker,
             BenchRequested(benchmark_id=benchmark_id, target=body.target, workload=body.workload),
             stream=subjects.COMMANDS_STREAM,
         )
+        await registered(lambda: benchmarks.get(benchmark_id))
         return BenchmarkAccepted(
             benchmark_id=benchmark_id, status_url=f"/api/v1/benchmarks/{benchmark_id}"
         )
@@ -91,14 +90,14 @@ def benchmarks_router(
             r.model_copy(update={"summary": None}) for r in sorted(records, key=lambda r: r.created)
         ]
 
-    @router.get("/benchmarks/{benchmark_id}", response_model=BenchmarkRecord)
+    @router.get("/benchmarks/{benchmark_id}", response_model=BenchmarkRecord, responses=NOT_FOUND)
     async def get_benchmark(benchmark_id: BenchmarkId) -> BenchmarkRecord:
         found = await benchmarks.get(benchmark_id)
         if found is None:
             raise HTTPException(404, f"no benchmark {benchmark_id!r}")
         return found[0]
 
-    @router.delete("/benchmarks/{benchmark_id}", status_code=202)
+    @router.delete("/benchmarks/{benchmark_id}", status_code=202, responses=NOT_FOUND)
     async def cancel_benchmark(benchmark_id: BenchmarkId) -> dict[str, str]:
         if await benchmarks.get(benchmark_id) is None:
             raise HTTPException(404, f"no benchmark {benchmark_id!r}")

@@ -1,0 +1,43 @@
+"""Error bodies of the ingress, in FastAPI's documented shape.
+
+Every 422 — FastAPI's own request validation, recipe errors, workload errors — is
+``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``, so clients parse one shape and the
+OpenAPI document tells the truth. ``loc`` is the field path as a list (``["resources",
+"gpus"]``); ``msg`` says why, and for unknown keys lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+class Problem(BaseModel):
+    """A non-validation error: what is wrong, for a person to read."""
+
+    detail: str
+
+
+#: Statuses the resource routes answer besides success and 422.
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "Unknown id"}}
+PROXY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **NOT_FOUND,
+    409: {"model": Problem, "description": "The service is not running"},
+    502: {"model": Problem, "description": "No replica answered"},
+}
+
+
+def path_parts(path: str) -> list[str | int]:
+    """``"command[2].x"`` → ``["command", 2, "x"]``."""
+    return [int(index) if index else name for name, index in _PART.findall(path)]
+
+
+def unprocessable(errors: Iterable[tuple[Sequence[str | int], str]], kind: str) -> JSONResponse:
+    detail = [{"loc": list(loc), "msg": msg, "type": kind} for loc, msg in errors]
+    return JSONResponse(status_code=422, content={"detail": detail})
