@@ -21,18 +21,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from shared.natsd import free_port
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
 class SimulatorProcessError(RuntimeError):
     """The simulator process did not start, or did not stop cleanly (stderr included)."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A currently free TCP port (the usual small race applies)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class SimulatorProcess:
