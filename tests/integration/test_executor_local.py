@@ -93,6 +93,9 @@ async def test_cancel_ends_the_whole_process_group(executor: LocalExecutor, tmp_
     assert job.script_path.stat().st_mode & 0o777 == 0o700
     running = await wait_for(executor, job.job_id, lambda s: s.state is JobState.RUNNING)
     assert running.nodes == ("127.0.0.1",)
+    assert await executor.find_by_name("sleeper") == [job.job_id]
+    assert await executor.find_by_name("other") == []
+    assert await executor.active_jobs() == [job.job_id]
     pgid = await read_pid(job.output_path)
     assert group_exists(pgid)
 

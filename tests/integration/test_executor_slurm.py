@@ -100,7 +100,10 @@ async def test_failing_job(executor: SlurmExecutor, tmp_path: Path) -> None:
 
 
 async def test_cancel(executor: SlurmExecutor, tmp_path: Path) -> None:
-    job = await executor.submit(BASH + "#SBATCH -c 1\nsleep 120\n", "cancel-me", tmp_path)
+    name = f"cancel-me-{tmp_path.name}"
+    job = await executor.submit(BASH + "#SBATCH -c 1\nsleep 120\n", name, tmp_path)
+    assert await executor.find_by_name(name) == [job.job_id]  # how a restart re-finds it
+    assert await executor.find_by_name(f"{name}-other") == []
     await wait_for(executor, job.job_id, lambda s: s.state is JobState.RUNNING)
     await executor.cancel(job.job_id)
     status, _ = await wait_for(executor, job.job_id, ended, timeout=20)
