@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from aifactory.cli import recipes, services
 from aifactory.cli.common import console, fail, settings
 from aifactory.stack import Stack, StackError
 from shared.catalogue import asyncapi_document
+from shared.settings import ExecutorKind
 
 app = typer.Typer(
     name="aifactory",
@@ -52,10 +54,16 @@ def asyncapi(
 
 @app.command()
 def up(
+    executor: Annotated[
+        ExecutorKind | None,
+        typer.Option(help="Where jobs run (default: AIFACTORY_EXECUTOR, else local)."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start the embedded NATS and the services in the foreground; Ctrl-C stops all."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    if executor is not None:
+        os.environ["AIFACTORY_EXECUTOR"] = executor.value  # the services read it at start
     cfg = settings()
     stack = Stack(cfg)
     stopping = False

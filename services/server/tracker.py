@@ -39,7 +39,15 @@ class Tracker:
     async def run(self) -> None:
         async with httpx.AsyncClient() as client:
             while True:
-                starting = await self.poll_once(client)
+                try:
+                    starting = await self.poll_once(client)
+                except Exception:
+                    # A bus hiccup (NATS reconnecting, a KV timeout) must not end tracking:
+                    # log it, back off like a scheduler failure, and try again.
+                    log.exception("poll failed; retrying in %.1fs", self.interval)
+                    self.lifecycle.metrics.poll_errors.inc()
+                    self.interval = min(self.interval * 2, self.settings.poll_max_interval)
+                    starting = False
                 delay = self.interval
                 if starting:
                     delay = min(delay, self.settings.health_interval)
