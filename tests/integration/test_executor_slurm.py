@@ -10,6 +10,7 @@ import asyncio
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -100,7 +101,7 @@ async def test_failing_job(executor: SlurmExecutor, tmp_path: Path) -> None:
 
 
 async def test_cancel(executor: SlurmExecutor, tmp_path: Path) -> None:
-    name = f"cancel-me-{tmp_path.name}"
+    name = f"cancel-me-{uuid.uuid4().hex[:12]}"  # squeue --states=all keeps ended jobs a while
     job = await executor.submit(BASH + "#SBATCH -c 1\nsleep 120\n", name, tmp_path)
     assert await executor.find_by_name(name) == [job.job_id]  # how a restart re-finds it
     assert await executor.find_by_name(f"{name}-other") == []

@@ -268,7 +268,16 @@ for arg in "$@"; do [[ $prev == --port ]] && port=$arg; prev=$arg; done
 out=$AIF_CAPTURE/vllm-$port
 printf '%s\\n' "${CUDA_VISIBLE_DEVICES-}" "$$" "${RAY_ADDRESS-}" "$*" > "$out.tmp"
 mv "$out.tmp" "$out"
-[[ $port == "${AIF_FAIL_PORT-}" ]] && exit 3
+if [[ $port == "${AIF_FAIL_PORT-}" ]]; then
+  # Fail only once every replica has started, so the test can check they were all stopped.
+  for _ in {1..200}; do
+    started=0
+    for f in "$AIF_CAPTURE"/vllm-*; do [[ $f == *.tmp ]] || started=$((started + 1)); done
+    (( started >= ${AIF_REPLICAS:-1} )) && break
+    sleep 0.05
+  done
+  exit 3
+fi
 for _ in {1..200}; do [[ -e ${AIF_WAIT_FOR-/} ]] && break; sleep 0.05; done
 [[ -n ${AIF_VLLM_EXIT-} ]] && exit "$AIF_VLLM_EXIT"
 exec sleep 30
@@ -335,7 +344,9 @@ def test_a_failing_replica_ends_the_job(tmp_path: Path) -> None:
     recipe = load_recipe("inference/vllm-replicas", ROOT, NATIVE)
     script = write(tmp_path / "job.sh", render(recipe, tmp_path / "work"))
     done = run_bash(
-        script, tmp_path, env | {"CUDA_VISIBLE_DEVICES": "0,1,2,3", "AIF_FAIL_PORT": "8001"}
+        script,
+        tmp_path,
+        env | {"CUDA_VISIBLE_DEVICES": "0,1,2,3", "AIF_FAIL_PORT": "8001", "AIF_REPLICAS": "4"},
     )
     assert done.returncode == 3
     assert b"a child process exited with status 3" in done.stderr
