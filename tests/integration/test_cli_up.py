@@ -70,6 +70,15 @@ def test_up_deploy_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
             [*cli, "services", "ls"], env=env, capture_output=True, text=True, timeout=30
         )
         assert "running" in listing.stdout
+        service_id = deploy.stdout.split("deploy requested: service ", 1)[1].split()[0]
+        output = subprocess.run(
+            [*cli, "services", "logs", service_id, "-n", "5"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "aifactory: job" in output.stdout, output.stdout + output.stderr
 
         bad = subprocess.run(
             [*cli, "deploy", "inference/httpserver", "--set", "resources.gpus=1"],
