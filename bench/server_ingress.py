@@ -43,13 +43,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from _common import (
-    ROOT,
-    ServerProcess,
-    cpu_seconds,
-    load_warning,
-    pinned,
-)
+from _common import ROOT, ServerProcess, cpu_seconds, load_warning, pinned
 from _profile import print_profile
 
 from shared.bus import ensure_topology, make_broker

@@ -236,7 +236,7 @@ class FakeExecutor(Executor):
         self.status = status
 
     async def submit(self, script: str, name: str, workdir: Path) -> SubmittedJob:
-        raise NotImplementedError
+        raise AssertionError("these tests never submit")
 
     async def states(self, job_ids: Any) -> dict[str, JobStatus]:
         return {job_id: self.status for job_id in job_ids}

@@ -48,11 +48,14 @@ class Timing:
     eval_ns: int
 
 
-class ChatRenderer:
-    """``/v1/chat/completions`` bodies for one request."""
+class _StreamRenderer:
+    """Byte templates shared by both OpenAI streaming shapes; subclasses name the object."""
 
     content_type = b"text/event-stream; charset=utf-8"
     json_type = b"application/json"
+    #: ``object`` of a streamed chunk, and what opens ``choices[0]`` before the token text.
+    chunk_object: bytes = b""
+    choice_open: bytes = b""
 
     __slots__ = ("_created", "_finish_tail", "_head", "_key", "_model", "_rid", "_tail", "_vocab")
 
@@ -70,15 +73,31 @@ class ChatRenderer:
         self._rid = rid
         self._created = created
         self._key = key
-        prefix = b'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":%s,' % (
-            rid.encode(),
-            created,
-            model_json,
-        )
-        self._head = prefix + b'"choices":[{"index":0,"delta":'
+        self._head = self._chunk_prefix() + b'"choices":[{"index":0,' + self.choice_open
         usage_null = b',"usage":null' if include_usage else b""
         self._tail = b',"logprobs":null,"finish_reason":null}]' + usage_null + b"}\n\n"
         self._finish_tail = b',"logprobs":null,"finish_reason":"%%s"}]%s}\n\n' % usage_null
+
+    def stream_end(self, usage: Usage | None, timing: Timing, finish: str) -> bytes:
+        if usage is None:
+            return DONE
+        return self._chunk_prefix() + b'"choices":[],"usage":' + usage.as_json() + b"}\n\n" + DONE
+
+    def _chunk_prefix(self) -> bytes:
+        return b'data: {"id":"%s","object":"%s","created":%d,"model":%s,' % (
+            self._rid.encode(),
+            self.chunk_object,
+            self._created,
+            self._model,
+        )
+
+
+class ChatRenderer(_StreamRenderer):
+    """``/v1/chat/completions`` bodies for one request."""
+
+    chunk_object = b"chat.completion.chunk"
+    choice_open = b'"delta":'
+    __slots__ = ()
 
     def stream_start(self) -> bytes:
         return self._head + b'{"role":"assistant","content":""}' + self._tail
@@ -93,16 +112,6 @@ class ChatRenderer:
             tail = self._tail if i != last else self._finish_tail % finish.encode()
             parts.append(head + token_json(key, i) + b"}" + tail)
         return b"".join(parts)
-
-    def stream_end(self, usage: Usage | None, timing: Timing, finish: str) -> bytes:
-        if usage is None:
-            return DONE
-        chunk = b'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":%s,' % (
-            self._rid.encode(),
-            self._created,
-            self._model,
-        )
-        return chunk + b'"choices":[],"usage":' + usage.as_json() + b"}\n\n" + DONE
 
     def whole(self, n: int, finish: str, usage: Usage, timing: Timing) -> bytes:
         return orjson.dumps(
@@ -127,35 +136,12 @@ class ChatRenderer:
         )
 
 
-class CompletionRenderer:
+class CompletionRenderer(_StreamRenderer):
     """``/v1/completions`` bodies for one request."""
 
-    content_type = b"text/event-stream; charset=utf-8"
-    json_type = b"application/json"
-
-    __slots__ = ("_created", "_finish_tail", "_head", "_key", "_model", "_rid", "_tail", "_vocab")
-
-    def __init__(
-        self,
-        vocab: Vocabulary,
-        model_json: bytes,
-        rid: str,
-        created: int,
-        key: int,
-        include_usage: bool,
-    ) -> None:
-        self._vocab = vocab
-        self._model = model_json
-        self._rid = rid
-        self._created = created
-        self._key = key
-        self._head = (
-            b'data: {"id":"%s","object":"text_completion","created":%d,"model":%s,'
-            b'"choices":[{"index":0,"text":' % (rid.encode(), created, model_json)
-        )
-        usage_null = b',"usage":null' if include_usage else b""
-        self._tail = b',"logprobs":null,"finish_reason":null}]' + usage_null + b"}\n\n"
-        self._finish_tail = b',"logprobs":null,"finish_reason":"%%s"}]%s}\n\n' % usage_null
+    chunk_object = b"text_completion"
+    choice_open = b'"text":'
+    __slots__ = ()
 
     def stream_start(self) -> bytes:
         return b""
@@ -170,16 +156,6 @@ class CompletionRenderer:
             tail = self._tail if i != last else self._finish_tail % finish.encode()
             parts.append(head + token_json(key, i) + tail)
         return b"".join(parts)
-
-    def stream_end(self, usage: Usage | None, timing: Timing, finish: str) -> bytes:
-        if usage is None:
-            return DONE
-        chunk = b'data: {"id":"%s","object":"text_completion","created":%d,"model":%s,' % (
-            self._rid.encode(),
-            self._created,
-            self._model,
-        )
-        return chunk + b'"choices":[],"usage":' + usage.as_json() + b"}\n\n" + DONE
 
     def whole(self, n: int, finish: str, usage: Usage, timing: Timing) -> bytes:
         return orjson.dumps(
