@@ -23,7 +23,8 @@ CTLD_PID=/run/slurmctld.pid
 SLURMD_PID=/run/slurmd.pid
 FAKE_GPU_DIR=/var/lib/aifactory-local-slurm/fake-gpus
 
-log() { printf 'local-slurm: %s\n' "$*" >&2; }
+# shellcheck source=SCRIPTDIR/daemons.sh
+. "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
 die() {
     log "ERROR: $*"
     exit 1
@@ -49,32 +50,6 @@ fi
 
 systemd_running() { [[ -d /run/systemd/system ]]; }
 
-# pid_alive PIDFILE NAME: the pid file names a live process whose command is NAME.
-pid_alive() {
-    local pid
-    [[ -s $1 ]] || return 1
-    pid=$(<"$1")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$2" ]]
-}
-
-# stop_daemon PIDFILE NAME: TERM, wait up to 15 s, then KILL.
-stop_daemon() {
-    local pid i
-    pid_alive "$1" "$2" || return 0
-    pid=$(<"$1")
-    log "stopping $2 (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-        [[ -e /proc/$pid ]] || break
-        sleep 0.1
-    done
-    if [[ -e /proc/$pid ]]; then
-        log "$2 ignored SIGTERM, killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$1"
-}
 
 # --- munge ----------------------------------------------------------------------------------
 if [[ ! -s /etc/munge/munge.key ]]; then
