@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from services.client.loadgen.metrics.records import RECORD_ADAPTER, RequestRecord
 from services.client.loadgen.metrics.stats import PERCENTILES
 from services.client.loadgen.metrics.summary import RunSummary
+from shared.messages.base import utcnow
 from shared.states import BenchState
 from shared.workload import BenchConfig
 
@@ -78,6 +79,28 @@ class BenchResult:
 
     summary: BenchSummary
     records: list[RequestRecord] = field(default_factory=list)
+
+
+def assemble_result(
+    config: BenchConfig,
+    runs: list[RunSummary],
+    records: list[RequestRecord],
+    *,
+    started_at: datetime,
+    cancelled: bool,
+) -> BenchResult:
+    """The finished benchmark, the same way whether its workers were local or remote."""
+    summary = BenchSummary(
+        state=BenchState.CANCELLED if cancelled else BenchState.COMPLETED,
+        target=config.target,
+        backend=config.backend.value,
+        model=config.model,
+        config=config,
+        started_at=started_at,
+        finished_at=utcnow(),
+        runs=runs,
+    )
+    return BenchResult(summary=summary, records=records)
 
 
 def csv_row(run: RunSummary) -> dict[str, object]:

@@ -27,7 +27,7 @@ from services.client.loadgen.messages import WorkerReport, WorkerSpec
 from services.client.loadgen.metrics.summary import RunSummary, summarize_run
 from services.client.loadgen.preflight import preflight
 from services.client.loadgen.progress import LiveProgress
-from services.client.loadgen.results import BenchResult, BenchSummary
+from services.client.loadgen.results import BenchResult, assemble_result
 from services.client.loadgen.scheduler import (
     LoopKind,
     RunPlan,
@@ -159,14 +159,6 @@ async def run_benchmark(
                 await ticker
             await collector.drain_callbacks()
     cancelled = any(r.state is BenchState.CANCELLED for r in runs)
-    summary = BenchSummary(
-        state=BenchState.CANCELLED if cancelled else BenchState.COMPLETED,
-        target=resolved.target,
-        backend=resolved.backend.value,
-        model=resolved.model,
-        config=resolved,
-        started_at=started_at,
-        finished_at=utcnow(),
-        runs=runs,
+    return assemble_result(
+        resolved, runs, collector.all_records, started_at=started_at, cancelled=cancelled
     )
-    return BenchResult(summary=summary, records=collector.all_records)

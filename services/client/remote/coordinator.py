@@ -32,7 +32,7 @@ from services.client.loadgen.errors import ConfigError
 from services.client.loadgen.metrics.summary import RunSummary
 from services.client.loadgen.preflight import preflight
 from services.client.loadgen.progress import LiveProgress
-from services.client.loadgen.results import BenchResult, BenchSummary
+from services.client.loadgen.results import BenchResult, assemble_result
 from services.client.loadgen.runner import next_stage
 from services.client.remote.board import Board
 from services.client.remote.job import job_name, job_workdir, render_loadgen
@@ -149,14 +149,6 @@ async def run_remote_benchmark(
             await purge_benchmark(js, benchmark_id)
         await collector.drain_callbacks()
     cancelled = not finished or any(r.state is BenchState.CANCELLED for r in runs)
-    summary = BenchSummary(
-        state=BenchState.CANCELLED if cancelled else BenchState.COMPLETED,
-        target=resolved.target,
-        backend=resolved.backend.value,
-        model=resolved.model,
-        config=resolved,
-        started_at=started_at,
-        finished_at=utcnow(),
-        runs=runs,
+    return assemble_result(
+        resolved, runs, collector.all_records, started_at=started_at, cancelled=cancelled
     )
-    return BenchResult(summary=summary, records=collector.all_records)
