@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,24 @@ def simulator() -> Iterator[Simulator]:
         yield sim
 
 
+@dataclass
+class Bus:
+    js: Any
+    benchmarks: KVRegistry[BenchmarkRecord]
+    services: KVRegistry[ServiceRecord]
+
+
+@pytest.fixture
+async def bus(nats_server: EmbeddedNats) -> AsyncIterator[Bus]:
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    topo = await ensure_topology(js)
+    yield Bus(
+        js, KVRegistry(topo.benchmarks, BenchmarkRecord), KVRegistry(topo.services, ServiceRecord)
+    )
+    await nc.close()
+
+
 async def _publish(js: Any, message: Any) -> None:
     await js.publish(
         message.subject, message.model_dump_json().encode(), headers={"Nats-Msg-Id": message.id}
@@ -82,114 +101,96 @@ async def _wait_record(
 
 
 async def test_bench_by_service_id_publishes_events_and_stores_results(
-    nats_server: EmbeddedNats, client_service: str, simulator: Simulator
+    bus: Bus, client_service: str, simulator: Simulator
 ) -> None:
-    nc = await nats.connect(nats_server.url)
-    try:
-        js = nc.jetstream()
-        topo = await ensure_topology(js)
-        services = KVRegistry(topo.services, ServiceRecord)
-        host, port = simulator.url.removeprefix("http://").split(":")
-        await services.create(
-            "svc1",
-            ServiceRecord(
-                service_id="svc1",
-                recipe="inference/simulator",
-                request_id="r",
-                job_name="aif-svc1",
-                executor="local",
-                workdir="/tmp",
-                state=ServiceState.RUNNING,
-                endpoints=[Endpoint(host=host, port=int(port), url=simulator.url)],
-            ),
-        )
-        events = await js.subscribe("bench.*", stream=subjects.EVENTS_STREAM, ordered_consumer=True)
-        cmd = BenchRequested(
-            benchmark_id="b1", target=BenchTarget(service_id="svc1"), workload=WORKLOAD
-        )
-        await _publish(js, cmd)
-        await _publish(js, cmd)  # duplicate: dropped by the stream, ignored by the service
-        record = await _wait_record(KVRegistry(topo.benchmarks, BenchmarkRecord), "b1")
-        assert record.state.value == "completed", record.reason
-        assert record.target_url == simulator.url
-        results = Path(record.results_dir or "")
-        summary = json.loads((results / "summary.json").read_text())
-        [run] = summary["runs"]
-        assert run["requests_ok"] == 40 and run["requests_failed"] == 0
-        assert len((results / "records.jsonl").read_text().splitlines()) == 40
-        seen = []
-        while True:
-            try:
-                msg = await events.next_msg(timeout=1)
-            except nats.errors.TimeoutError:
-                break
-            if json.loads(msg.data).get("benchmark_id") == "b1":
-                seen.append(msg.subject)
-        assert seen[0] == subjects.BENCH_STARTED and seen[-1] == subjects.BENCH_COMPLETED
-        assert seen.count(subjects.BENCH_COMPLETED) == 1
-        metrics = httpx.get(client_service + "/metrics").text
-        assert 'aifactory_client_requests_total{result="ok"} 40.0' in metrics
-    finally:
-        await nc.close()
+    services = bus.services
+    host, port = simulator.url.removeprefix("http://").split(":")
+    await services.create(
+        "svc1",
+        ServiceRecord(
+            service_id="svc1",
+            recipe="inference/simulator",
+            request_id="r",
+            job_name="aif-svc1",
+            executor="local",
+            workdir="/tmp",
+            state=ServiceState.RUNNING,
+            endpoints=[Endpoint(host=host, port=int(port), url=simulator.url)],
+        ),
+    )
+    events = await bus.js.subscribe("bench.*", stream=subjects.EVENTS_STREAM, ordered_consumer=True)
+    cmd = BenchRequested(
+        benchmark_id="b1", target=BenchTarget(service_id="svc1"), workload=WORKLOAD
+    )
+    await _publish(bus.js, cmd)
+    await _publish(bus.js, cmd)  # duplicate: dropped by the stream, ignored by the service
+    record = await _wait_record(bus.benchmarks, "b1")
+    assert record.state.value == "completed", record.reason
+    assert record.target_url == simulator.url
+    results = Path(record.results_dir or "")
+    summary = json.loads((results / "summary.json").read_text())
+    [run] = summary["runs"]
+    assert run["requests_ok"] == 40 and run["requests_failed"] == 0
+    assert len((results / "records.jsonl").read_text().splitlines()) == 40
+    seen = []
+    while True:
+        try:
+            msg = await events.next_msg(timeout=1)
+        except nats.errors.TimeoutError:
+            break
+        if json.loads(msg.data).get("benchmark_id") == "b1":
+            seen.append(msg.subject)
+    assert seen[0] == subjects.BENCH_STARTED and seen[-1] == subjects.BENCH_COMPLETED
+    assert seen.count(subjects.BENCH_COMPLETED) == 1
+    metrics = httpx.get(client_service + "/metrics").text
+    assert 'aifactory_client_requests_total{result="ok"} 40.0' in metrics
 
 
 async def test_bad_workload_fails_with_field_path_and_malformed_is_dead_lettered(
-    nats_server: EmbeddedNats, client_service: str, simulator: Simulator
+    bus: Bus, client_service: str, simulator: Simulator
 ) -> None:
-    nc = await nats.connect(nats_server.url)
-    try:
-        js = nc.jetstream()
-        topo = await ensure_topology(js)
-        cmd = BenchRequested(
-            benchmark_id="bad",
-            target=BenchTarget(url=simulator.url),
-            workload={"profile": "poisson", "rate": -3},
-        )
-        await _publish(js, cmd)
-        record = await _wait_record(KVRegistry(topo.benchmarks, BenchmarkRecord), "bad")
-        assert record.state.value == "failed"
-        assert record.reason is not None and "workload.rate" in record.reason
-        await js.publish(subjects.BENCH_REQUESTED, b'{"benchmark_id": 1}')
-        sub = await js.subscribe(
-            subjects.deadletter(subjects.BENCH_REQUESTED), stream=subjects.DEADLETTER_STREAM
-        )
-        letter = json.loads((await sub.next_msg(timeout=10)).data)
-        assert "benchmark_id" in letter["reason"]
-        assert httpx.get(client_service + "/health").is_success
-    finally:
-        await nc.close()
+    cmd = BenchRequested(
+        benchmark_id="bad",
+        target=BenchTarget(url=simulator.url),
+        workload={"profile": "poisson", "rate": -3},
+    )
+    await _publish(bus.js, cmd)
+    record = await _wait_record(bus.benchmarks, "bad")
+    assert record.state.value == "failed"
+    assert record.reason is not None and "workload.rate" in record.reason
+    await bus.js.publish(subjects.BENCH_REQUESTED, b'{"benchmark_id": 1}')
+    sub = await bus.js.subscribe(
+        subjects.deadletter(subjects.BENCH_REQUESTED), stream=subjects.DEADLETTER_STREAM
+    )
+    letter = json.loads((await sub.next_msg(timeout=10)).data)
+    assert "benchmark_id" in letter["reason"]
+    assert httpx.get(client_service + "/health").is_success
 
 
 async def test_cancel_stops_a_running_benchmark_and_keeps_partial_results(
-    nats_server: EmbeddedNats, client_service: str, simulator: Simulator
+    bus: Bus, client_service: str, simulator: Simulator
 ) -> None:
-    nc = await nats.connect(nats_server.url)
-    try:
-        js = nc.jetstream()
-        topo = await ensure_topology(js)
-        kv = KVRegistry(topo.benchmarks, BenchmarkRecord)
-        cmd = BenchRequested(
-            benchmark_id="long",
-            target=BenchTarget(url=simulator.url),
-            workload={"profile": "constant", "rate": 20, "duration_s": 60, "workers": 1},
-        )
-        await _publish(js, cmd)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            found = await kv.get("long")
-            if found and found[0].state.value == "running":
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1.5)
-        started = time.monotonic()
-        await _publish(js, BenchCancel(benchmark_id="long"))
-        record = await _wait_record(kv, "long", timeout=20)
-        assert time.monotonic() - started < 10
-        assert record.state.value == "cancelled"
-        summary = json.loads((Path(record.results_dir or "") / "summary.json").read_text())
-        assert summary["runs"][0]["requests_ok"] > 0
-    finally:
-        await nc.close()
+    kv = bus.benchmarks
+    cmd = BenchRequested(
+        benchmark_id="long",
+        target=BenchTarget(url=simulator.url),
+        workload={"profile": "constant", "rate": 20, "duration_s": 60, "workers": 1},
+    )
+    await _publish(bus.js, cmd)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = await kv.get("long")
+        if found and found[0].state.value == "running":
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.5)
+    started = time.monotonic()
+    await _publish(bus.js, BenchCancel(benchmark_id="long"))
+    record = await _wait_record(kv, "long", timeout=20)
+    assert time.monotonic() - started < 10
+    assert record.state.value == "cancelled"
+    summary = json.loads((Path(record.results_dir or "") / "summary.json").read_text())
+    assert summary["runs"][0]["requests_ok"] > 0
 
 
 def test_client_metrics_pass_promtool(client_service: str) -> None:
@@ -205,26 +206,20 @@ def test_client_metrics_pass_promtool(client_service: str) -> None:
 
 
 async def test_distributed_workers_through_the_client_service(
-    nats_server: EmbeddedNats, client_service: str, simulator: Simulator
+    bus: Bus, client_service: str, simulator: Simulator
 ) -> None:
-    nc = await nats.connect(nats_server.url)
-    try:
-        js = nc.jetstream()
-        topo = await ensure_topology(js)
-        workload = {
-            "profile": "concurrency",
-            "concurrency": 4,
-            "requests": 60,
-            "workers": 2,
-            "worker_nodes": 1,
-        }
-        cmd = BenchRequested(
-            benchmark_id="dist", target=BenchTarget(url=simulator.url), workload=workload
-        )
-        await _publish(js, cmd)
-        record = await _wait_record(KVRegistry(topo.benchmarks, BenchmarkRecord), "dist", 90)
-    finally:
-        await nc.close()
+    workload = {
+        "profile": "concurrency",
+        "concurrency": 4,
+        "requests": 60,
+        "workers": 2,
+        "worker_nodes": 1,
+    }
+    cmd = BenchRequested(
+        benchmark_id="dist", target=BenchTarget(url=simulator.url), workload=workload
+    )
+    await _publish(bus.js, cmd)
+    record = await _wait_record(bus.benchmarks, "dist", 90)
     assert record.state.value == "completed", record.reason
     results = Path(record.results_dir or "")
     lines = (results / "records.jsonl").read_text().splitlines()
