@@ -73,6 +73,19 @@ class Executor(abc.ABC):
         scheduler's message when submission is refused.
         """
 
+    @staticmethod
+    def write_script(script: str, name: str, workdir: Path) -> Path:
+        """The first step of every ``submit``: check the name, save ``workdir/<name>.sh``.
+
+        The file stays beside the job's output, so what ran can always be read back.
+        """
+        check_job_name(name)
+        workdir.mkdir(parents=True, exist_ok=True)
+        script_path = workdir / f"{name}.sh"
+        script_path.write_text(script)
+        script_path.chmod(0o700)
+        return script_path
+
     @abc.abstractmethod
     async def states(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """The status of every given job, in one scheduler query.

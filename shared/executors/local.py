@@ -120,12 +120,8 @@ class LocalExecutor(Executor):
     # -- Executor ---------------------------------------------------------------------------
 
     async def submit(self, script: str, name: str, workdir: Path) -> SubmittedJob:
-        check_job_name(name)
         workdir = workdir.resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        script_path = workdir / f"{name}.sh"
-        script_path.write_text(script)
-        script_path.chmod(0o700)
+        script_path = self.write_script(script, name, workdir)
         job_id = await asyncio.to_thread(self._next_job_id)
         spec = LocalJobSpec(
             job_id=job_id,

@@ -123,12 +123,8 @@ class SlurmExecutor(Executor):
     # -- Executor ---------------------------------------------------------------------------
 
     async def submit(self, script: str, name: str, workdir: Path) -> SubmittedJob:
-        check_job_name(name)
         workdir = workdir.resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        script_path = workdir / f"{name}.sh"
-        script_path.write_text(script)
-        script_path.chmod(0o700)
+        script_path = self.write_script(script, name, workdir)
         # sbatch expands %-patterns in file names: a literal % in the directory is %%.
         pattern_dir = str(workdir).replace("%", "%%")
         result = await self._run(

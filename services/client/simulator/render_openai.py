@@ -56,6 +56,9 @@ class _StreamRenderer:
     #: ``object`` of a streamed chunk, and what opens ``choices[0]`` before the token text.
     chunk_object: bytes = b""
     choice_open: bytes = b""
+    #: What wraps each token's JSON string inside ``choices[0]`` (chat nests it in a delta).
+    token_open: bytes = b""
+    token_close: bytes = b""
 
     __slots__ = ("_created", "_finish_tail", "_head", "_key", "_model", "_rid", "_tail", "_vocab")
 
@@ -78,6 +81,18 @@ class _StreamRenderer:
         self._tail = b',"logprobs":null,"finish_reason":null}]' + usage_null + b"}\n\n"
         self._finish_tail = b',"logprobs":null,"finish_reason":"%%s"}]%s}\n\n' % usage_null
 
+    def stream_tokens(self, start: int, end: int, n: int, finish: str) -> bytes:
+        head = self._head + self.token_open
+        close = self.token_close
+        token_json = self._vocab.token_json
+        key = self._key
+        last = n - 1
+        parts = []
+        for i in range(start, end):
+            tail = self._tail if i != last else self._finish_tail % finish.encode()
+            parts.append(head + token_json(key, i) + close + tail)
+        return b"".join(parts)
+
     def stream_end(self, usage: Usage | None, timing: Timing, finish: str) -> bytes:
         if usage is None:
             return DONE
@@ -97,21 +112,12 @@ class ChatRenderer(_StreamRenderer):
 
     chunk_object = b"chat.completion.chunk"
     choice_open = b'"delta":'
+    token_open = b'{"content":'
+    token_close = b"}"
     __slots__ = ()
 
     def stream_start(self) -> bytes:
         return self._head + b'{"role":"assistant","content":""}' + self._tail
-
-    def stream_tokens(self, start: int, end: int, n: int, finish: str) -> bytes:
-        head = self._head + b'{"content":'
-        token_json = self._vocab.token_json
-        key = self._key
-        last = n - 1
-        parts = []
-        for i in range(start, end):
-            tail = self._tail if i != last else self._finish_tail % finish.encode()
-            parts.append(head + token_json(key, i) + b"}" + tail)
-        return b"".join(parts)
 
     def whole(self, n: int, finish: str, usage: Usage, timing: Timing) -> bytes:
         return orjson.dumps(
@@ -145,17 +151,6 @@ class CompletionRenderer(_StreamRenderer):
 
     def stream_start(self) -> bytes:
         return b""
-
-    def stream_tokens(self, start: int, end: int, n: int, finish: str) -> bytes:
-        head = self._head
-        token_json = self._vocab.token_json
-        key = self._key
-        last = n - 1
-        parts = []
-        for i in range(start, end):
-            tail = self._tail if i != last else self._finish_tail % finish.encode()
-            parts.append(head + token_json(key, i) + tail)
-        return b"".join(parts)
 
     def whole(self, n: int, finish: str, usage: Usage, timing: Timing) -> bytes:
         return orjson.dumps(
