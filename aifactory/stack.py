@@ -156,8 +156,7 @@ class Stack:
             executor = make_executor(self.settings)
             assert isinstance(executor, LocalExecutor)
             with contextlib.suppress(ExecutorError, OSError):
-                for job_id in asyncio.run(executor.active_jobs()):
-                    asyncio.run(executor.cancel(job_id))
+                asyncio.run(_cancel_all(executor))
         for child in self.children:
             if child.proc is not None and child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
@@ -181,6 +180,11 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def _cancel_all(executor: LocalExecutor) -> None:
+    for job_id in await executor.active_jobs():
+        await executor.cancel(job_id)
 
 
 def _module_exists(module: str) -> bool:

@@ -226,13 +226,13 @@ class Lifecycle:
 
     # -- observation ----------------------------------------------------------------------
 
-    async def apply_status(self, service_id: str, status: JobStatus) -> ServiceRecord | None:
-        """Record one polled job status; publish the transition if it is one."""
-        found = await self.registry.get(service_id)
-        if found is None:
-            self.tracked.discard(service_id)
-            return None
-        before = found[0]
+    async def apply_status(self, before: ServiceRecord, status: JobStatus) -> ServiceRecord:
+        """Record one polled job status; publish the transition if it is one.
+
+        ``before`` is the record as the poll read it; the write itself re-reads and
+        compare-and-sets, so a change made meanwhile is never lost.
+        """
+        service_id = before.service_id
         changed = (
             before.job_state != status.state
             or tuple(before.nodes) != status.nodes

@@ -89,7 +89,7 @@ class Tracker:
             status = statuses.get(job_id)
             if status is None:
                 continue
-            record = await lc.apply_status(service_id, status) or records[service_id]
+            record = await lc.apply_status(records[service_id], status)
             if record.state is ServiceState.STARTING:
                 waiting = True
                 checks.append(self._check_health(client, record))
