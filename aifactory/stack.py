@@ -23,16 +23,16 @@ from urllib.parse import urlparse
 
 import httpx
 
-from shared.executors.base import ExecutorError
-from shared.executors.factory import make_executor
-from shared.executors.local import LocalExecutor
-from shared.natsd import EmbeddedNats
-from shared.settings import ExecutorKind, Settings
+from aifactory.shared.executors.base import ExecutorError
+from aifactory.shared.executors.factory import make_executor
+from aifactory.shared.executors.local import LocalExecutor
+from aifactory.shared.natsd import EmbeddedNats
+from aifactory.shared.settings import ExecutorKind, Settings
 
 log = logging.getLogger(__name__)
 
 #: Services that exist as runnable modules (monitor and logs are not built yet).
-SERVICE_MODULES = ("services.server", "services.client")
+SERVICE_MODULES = ("aifactory.services.server", "aifactory.services.client")
 
 
 class StackError(RuntimeError):
@@ -111,7 +111,10 @@ class Stack:
 
     def health_urls(self) -> dict[str, str]:
         s = self.settings
-        ports = {"services.server": s.ingress_port, "services.client": s.client_port}
+        ports = {
+            "aifactory.services.server": s.ingress_port,
+            "aifactory.services.client": s.client_port,
+        }
         return {m: f"http://127.0.0.1:{ports[m]}/health" for m in self.modules if m in ports}
 
     def wait_healthy(self, timeout: float = 30.0) -> None:

@@ -1,6 +1,6 @@
 """Helpers shared by the server benchmarks (``server_deploy_latency``, ``server_ingress``).
 
-They run the *real* server (``python -m services.server``) as a subprocess against a real
+They run the *real* server (``python -m aifactory.services.server``) as a subprocess against a real
 ``nats-server``, as ``tests/integration/server_stack.py`` does, because the costs worth
 measuring (JetStream round trips, subprocess spawns, uvicorn) vanish in any in-process fake.
 Kept here rather than imported from ``tests/`` so a benchmark never depends on test fixtures
@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:  # `python bench/x.py` puts bench/ first, not the 
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from shared.natsd import free_port  # noqa: E402 - needs the path fix above
+from aifactory.shared.natsd import free_port  # noqa: E402 - needs the path fix above
 
 
 def pinned(cores: str | None, argv: list[str]) -> list[str]:
@@ -147,7 +147,7 @@ def http_get_text(url: str, timeout: float = 5.0) -> str:
 
 
 class ServerProcess:
-    """``python -m services.server`` with its own state, jobs and recipes directories.
+    """``python -m aifactory.services.server`` with its own state, jobs and recipes directories.
 
     Settings are the production defaults except the directories, the ingress port and what
     ``env`` overrides: a benchmark should see the ack waits and poll intervals users get.
@@ -181,7 +181,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        argv = pinned(self.cores, [sys.executable, "-m", "services.server"])
+        argv = pinned(self.cores, [sys.executable, "-m", "aifactory.services.server"])
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT

@@ -6,12 +6,12 @@ import asyncio
 import time
 from pathlib import Path
 
-from shared.bus import ensure_topology, make_broker
-from shared.executors.base import Executor
-from shared.executors.local import LocalExecutor
-from shared.executors.slurm import SlurmExecutor
-from shared.registry import KVRegistry, ServiceRecord
-from shared.settings import Settings
+from aifactory.shared.bus import ensure_topology, make_broker
+from aifactory.shared.executors.base import Executor
+from aifactory.shared.executors.local import LocalExecutor
+from aifactory.shared.executors.slurm import SlurmExecutor
+from aifactory.shared.registry import KVRegistry, ServiceRecord
+from aifactory.shared.settings import Settings
 
 
 def make_executor(kind: str, state_dir: Path) -> Executor:

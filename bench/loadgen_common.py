@@ -49,9 +49,9 @@ def pinned(core: int | None, argv: list[str], realtime: bool = False) -> list[st
 
 @contextmanager
 def simulator(*args: str, core: int | None = 0, realtime: bool = False) -> Iterator[str]:
-    """Run ``python -m services.client.simulator`` with ``args``; yield its base URL."""
+    """Run ``python -m aifactory.simulator`` with ``args``; yield its base URL."""
     log = Path(tempfile.mkstemp(prefix="loadgen-bench-sim-", suffix=".log")[1])
-    cmd = [sys.executable, "-m", "services.client.simulator", "--host", "127.0.0.1"]
+    cmd = [sys.executable, "-m", "aifactory.simulator", "--host", "127.0.0.1"]
     cmd += ["--port", "0", "--log-level", "info", *args]
     with log.open("wb") as fh:
         proc = subprocess.Popen(

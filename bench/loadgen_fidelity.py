@@ -27,7 +27,7 @@ SIM_ARGS = ("--ttft-ms", "50", "--itl-ms", "5", "--output-tokens", "16", "--max-
 
 
 async def _measure(url: str, rate: float, duration: float) -> dict[str, Any]:
-    from services.client.loadgen import BenchConfig, run_benchmark
+    from aifactory.loadgen import BenchConfig, run_benchmark
 
     cfg = BenchConfig(
         target=url,

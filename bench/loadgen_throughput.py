@@ -40,7 +40,7 @@ def _cpu() -> float:
 
 
 async def _loadgen(url: str, concurrency: int, requests: int) -> dict[str, Any]:
-    from services.client.loadgen import BenchConfig, run_benchmark
+    from aifactory.loadgen import BenchConfig, run_benchmark
 
     cfg = BenchConfig(
         target=url,

@@ -10,12 +10,12 @@ consumer → recipe load/render → registry CAS → scheduler submit → regist
 interesting number is not the absolute latency, which sbatch or a process spawn dominates,
 but aifactory's *overhead above the scheduler*. So every run also measures the baseline in
 the same process: the executor's ``submit()`` called directly for a trivial script, the same
-number of times. The real server (``python -m services.server``) runs against an embedded
+number of times. The real server (``python -m aifactory.services.server``) runs against an embedded
 ``nats-server``; N deploys go sequentially, then in bursts of ``--burst`` concurrent
 commands, each phase right after its baseline twin (jobs of a phase are waited out before
 the next, so the queues start empty).
 
-Latency is taken on the requester's monotonic clock: t0 just before ``shared.bus.publish``
+Latency is taken on the requester's monotonic clock: t0 just before ``aifactory.shared.bus.publish``
 (so the PubAck round trip counts, as it does for the CLI), t1 when ``job.submitted`` for that
 service id arrives through an ordered JetStream consumer on the events stream. The server's
 own view, the ``aifactory_server_submit_seconds`` histogram (command handler entered → job
@@ -56,13 +56,13 @@ from _jobs import cancel_all, make_executor, registry_job_ids, wait_terminal
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
-from shared import subjects
-from shared.bus import ensure_topology, make_broker, publish
-from shared.executors.base import Executor
-from shared.messages import DeployRequested
-from shared.natsd import EmbeddedNats
-from shared.registry import KVRegistry, ServiceRecord
-from shared.settings import Settings
+from aifactory.shared import subjects
+from aifactory.shared.bus import ensure_topology, make_broker, publish
+from aifactory.shared.executors.base import Executor
+from aifactory.shared.messages import DeployRequested
+from aifactory.shared.natsd import EmbeddedNats
+from aifactory.shared.registry import KVRegistry, ServiceRecord
+from aifactory.shared.settings import Settings
 
 SUBMIT_METRIC = "aifactory_server_submit_seconds"
 #: Bounds: no single deploy may take longer than this, nor a drain of finished jobs.

@@ -13,9 +13,9 @@ To show what the KV read and the record handling cost, the same run measures the
 for ``--repeat`` rounds (a busy neighbour then hits both); each row is the median round.
 Single-client runs (c=1) show the unloaded latency, without queueing.
 
-Setup: the real server (``python -m services.server``, local executor) against an embedded
+Setup: the real server (``python -m aifactory.services.server``, local executor) against an embedded
 ``nats-server``; ``--services`` records are written straight into the registry bucket with
-``shared.registry.KVRegistry`` *after* the server started (so its reconcile does not track
+``aifactory.shared.registry.KVRegistry`` *after* the server started (so its reconcile does not track
 them and nothing rewrites them during the run). Load comes from ``wrk`` (Debian package),
 one thread, cycling through the service ids with a Lua script. On 2 cores the server is
 pinned to core 0 and wrk + nats-server to core 1 (``taskset``), so the figure is "what one
@@ -46,14 +46,14 @@ from pathlib import Path
 from _common import ROOT, ServerProcess, cpu_seconds, load_warning, pinned
 from _profile import print_profile
 
-from shared.bus import ensure_topology, make_broker
-from shared.messages import Endpoint, new_id
-from shared.messages.base import utcnow
-from shared.natsd import EmbeddedNats
-from shared.recipes import load_recipe
-from shared.registry import KVRegistry, ServiceRecord, StateChange
-from shared.settings import Settings
-from shared.states import JobState, ServiceState
+from aifactory.shared.bus import ensure_topology, make_broker
+from aifactory.shared.messages import Endpoint, new_id
+from aifactory.shared.messages.base import utcnow
+from aifactory.shared.natsd import EmbeddedNats
+from aifactory.shared.recipes import load_recipe
+from aifactory.shared.registry import KVRegistry, ServiceRecord, StateChange
+from aifactory.shared.settings import Settings
+from aifactory.shared.states import JobState, ServiceState
 
 #: wrk's per-connection Lua state cycles through the ids so every key is read.
 LUA = """\

@@ -156,7 +156,7 @@ def main() -> int:
     print(f"chat stream, {TOKENS} tokens, TTFT 1 ms, ITL 0; server on core 0, wrk -t1 "
           f"-c{args.connections} -d{args.duration}s on core 1")  # fmt: skip
     port = free_port()
-    sim_cmd = [sys.executable, "-m", "services.client.simulator", "--port", str(port),
+    sim_cmd = [sys.executable, "-m", "aifactory.simulator", "--port", str(port),
                "--ttft-ms", "1", "--itl-ms", "0", "--output-tokens", str(TOKENS),
                "--log-level", "warning"]  # fmt: skip
     simulated = measure("simulator", sim_cmd, port, args)

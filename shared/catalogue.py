@@ -15,8 +15,8 @@ from typing import Any
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 
-from shared import subjects
-from shared.messages import (
+from aifactory.shared import subjects
+from aifactory.shared.messages import (
     BenchCancel,
     BenchCompleted,
     BenchFailed,

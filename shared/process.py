@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Callable
 
-from shared.settings import Settings, load_settings
+from aifactory.shared.settings import Settings, load_settings
 
 
 class ServiceProcess(abc.ABC):

@@ -15,9 +15,9 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysEr
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.messages.base import utcnow
-from shared.messages.jobs import Endpoint
-from shared.states import BenchState, JobState, ServiceState
+from aifactory.shared.messages.base import utcnow
+from aifactory.shared.messages.jobs import Endpoint
+from aifactory.shared.states import BenchState, JobState, ServiceState
 
 R = TypeVar("R", bound=BaseModel)
 

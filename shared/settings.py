@@ -21,7 +21,11 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The ``aifactory`` package as imported (not resolved through the repository's symlinks):
+#: recipes and container definitions ship inside it, in a wheel as in a checkout.
+PACKAGE_ROOT = Path(__file__).absolute().parent.parent
+#: The checkout (or site-packages) the package sits in: where provenance looks for git.
+REPO_ROOT = PACKAGE_ROOT.parent
 
 
 class ExecutorKind(StrEnum):
@@ -58,7 +62,7 @@ class Settings(BaseSettings):
     #: Bearer token for the bus (NATS) when the site server requires one.
     nats_token: SecretStr | None = None
     state_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_state_dir("aifactory")))
-    recipes_dir: Path = REPO_ROOT / "recipes"
+    recipes_dir: Path = PACKAGE_ROOT / "recipes"
     #: Where each job gets a folder with its rendered script and output. Must be visible to
     #: compute nodes when the executor is ``slurm`` (a shared file system on real clusters).
     jobs_dir: Path | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from shared.states import JobState
+from aifactory.shared.states import JobState
 
 # Commands (consumed by exactly one service through a durable consumer).
 DEPLOY_REQUESTED: Final = "deploy.requested"
@@ -95,7 +95,7 @@ def deadletter(subject: str) -> str:
     return f"{DEADLETTER_PREFIX}.{subject}"
 
 
-# Remote load-generator workers (services/client/remote): one batch job of workers per
+# Remote load-generator workers (aifactory/loadgen/remote): one batch job of workers per
 # benchmark, reporting to the client service. Records and lifecycle messages are kept in
 # their own stream (a big run's records must not evict other events), heartbeats are core
 # NATS only (liveness, not data), and work orders live in a KV bucket, read by the workers.

@@ -157,7 +157,7 @@ class BenchConfig(_Strict):
     window_s: float = Field(default=1.0, gt=0, le=3600)
     #: ``None``: ``workers`` local processes. N: the workers run as ONE batch job on N nodes
     #: (``workers`` per node) through the configured executor and report over NATS, so the
-    #: load generator can outgrow one machine (see ``services/client/remote``).
+    #: load generator can outgrow one machine (see ``aifactory/loadgen/remote``).
     worker_nodes: int | None = Field(default=None, ge=1, le=1024)
     #: SLURM partition of the workers' job (default: the loadgen recipe's, then the site's).
     worker_partition: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

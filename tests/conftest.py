@@ -34,7 +34,7 @@ def need_tool(name: str) -> str:
 @pytest.fixture
 def nats_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A real nats-server with JetStream, fresh per test (starts in ~50 ms)."""
-    from shared.natsd import EmbeddedNats, NatsServerError
+    from aifactory.shared.natsd import EmbeddedNats, NatsServerError
 
     try:
         server = EmbeddedNats(tmp_path_factory.mktemp("nats")).start()

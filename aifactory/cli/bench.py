@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from aifactory.cli.targets import TargetNotFound, resolve_target
-from services.client.loadgen import (
+from aifactory.loadgen import (
     BackendKind,
     BenchConfig,
     BenchResult,
@@ -34,11 +34,11 @@ from services.client.loadgen import (
     run_benchmark,
     write_results,
 )
-from services.client.report import ReportError
-from services.client.report.cli import report_command
-from shared.messages.base import ID_PATTERN
-from shared.settings import load_settings
-from shared.states import BenchState
+from aifactory.report import ReportError
+from aifactory.report.cli import report_command
+from aifactory.shared.messages.base import ID_PATTERN
+from aifactory.shared.settings import load_settings
+from aifactory.shared.states import BenchState
 
 bench_app = typer.Typer(help="Benchmark an inference endpoint.", no_args_is_help=True)
 
@@ -287,6 +287,6 @@ def worker_command(
     Orders and the target's API key come from NATS, never from the command line; the bus
     token, if any, from AIFACTORY_NATS_TOKEN.
     """
-    from services.client.remote.worker import worker_main  # only workers need nats here
+    from aifactory.loadgen.remote.worker import worker_main  # only workers need nats here
 
     raise typer.Exit(worker_main(benchmark_id, nats_url=nats_url, worker=worker_id))

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from faststream.nats import NatsBroker
 from nats.errors import NoServersError
 
-from shared.bus import Topology, ensure_topology, make_broker
-from shared.settings import Settings
+from aifactory.shared.bus import Topology, ensure_topology, make_broker
+from aifactory.shared.settings import Settings
 
 
 class BusUnavailable(RuntimeError):

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from shared.settings import Settings, load_settings
+from aifactory.shared.settings import Settings, load_settings
 
 T = TypeVar("T")
 

@@ -13,8 +13,8 @@ from aifactory.cli.busclient import BusUnavailable, bus
 from aifactory.cli.common import console, fail, settings
 from aifactory.experiment.runner import ExperimentRunner, Outcome
 from aifactory.experiment.spec import ExperimentError, ExperimentSpec, load_experiment
+from aifactory.shared.settings import Settings
 from aifactory.stack import Stack, StackError
-from shared.settings import Settings
 
 app = typer.Typer(help="Run experiments described in YAML.", no_args_is_help=True)
 

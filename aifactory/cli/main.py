@@ -15,9 +15,9 @@ import typer
 
 from aifactory.cli import recipes, services
 from aifactory.cli.common import console, fail, settings
+from aifactory.shared.catalogue import asyncapi_document
+from aifactory.shared.settings import ExecutorKind
 from aifactory.stack import Stack, StackError
-from shared.catalogue import asyncapi_document
-from shared.settings import ExecutorKind
 
 app = typer.Typer(
     name="aifactory",

@@ -10,8 +10,14 @@ import yaml
 from rich.table import Table
 
 from aifactory.cli.common import console, fail, settings
-from shared.recipes import Recipe, RecipeError, list_recipes, load_recipe, parse_set_options
-from shared.render import render_script
+from aifactory.shared.recipes import (
+    Recipe,
+    RecipeError,
+    list_recipes,
+    load_recipe,
+    parse_set_options,
+)
+from aifactory.shared.render import render_script
 
 app = typer.Typer(help="Browse, check and render service recipes.", no_args_is_help=True)
 

@@ -14,12 +14,12 @@ from rich.table import Table
 
 from aifactory.cli.busclient import BusUnavailable, bus
 from aifactory.cli.common import console, fail, run, settings
-from shared import subjects
-from shared.bus import publish
-from shared.messages import DeployCancel, DeployRequested, new_id
-from shared.recipes import RecipeError, load_service_recipe, parse_set_options
-from shared.registry import KVRegistry, ServiceRecord
-from shared.states import ServiceState
+from aifactory.shared import subjects
+from aifactory.shared.bus import publish
+from aifactory.shared.messages import DeployCancel, DeployRequested, new_id
+from aifactory.shared.recipes import RecipeError, load_service_recipe, parse_set_options
+from aifactory.shared.registry import KVRegistry, ServiceRecord
+from aifactory.shared.states import ServiceState
 
 app = typer.Typer(help="Follow and stop deployed services.", no_args_is_help=True)
 

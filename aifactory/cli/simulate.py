@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from services.client.simulator.cli import simulate
+from aifactory.simulator.cli import simulate
 
 
 def register(app: typer.Typer) -> None:

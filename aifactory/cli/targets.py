@@ -6,10 +6,10 @@ import asyncio
 import re
 
 from aifactory.cli.busclient import BusUnavailable, bus
-from shared.messages.base import ID_PATTERN
-from shared.registry import KVRegistry, ServiceRecord
-from shared.settings import Settings
-from shared.states import ServiceState
+from aifactory.shared.messages.base import ID_PATTERN
+from aifactory.shared.registry import KVRegistry, ServiceRecord
+from aifactory.shared.settings import Settings
+from aifactory.shared.states import ServiceState
 
 
 class TargetNotFound(ValueError):

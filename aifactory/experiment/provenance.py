@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.settings import Settings
+from aifactory.shared.settings import Settings
 
 PACKAGES = (
     "aifactory",

@@ -24,10 +24,10 @@ from rich.live import Live
 
 from aifactory.experiment.provenance import public_settings, versions, write_json
 from aifactory.experiment.spec import ExperimentSpec, Teardown, WorkloadSpec
-from services.client.report import build_experiment_report
-from shared import subjects
-from shared.bus import Topology, publish
-from shared.messages import (
+from aifactory.report import build_experiment_report
+from aifactory.shared import subjects
+from aifactory.shared.bus import Topology, publish
+from aifactory.shared.messages import (
     BenchCancel,
     BenchRequested,
     BenchTarget,
@@ -35,9 +35,9 @@ from shared.messages import (
     DeployRequested,
     new_id,
 )
-from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
-from shared.settings import REPO_ROOT, Settings
-from shared.states import BenchState, ServiceState
+from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
+from aifactory.shared.settings import REPO_ROOT, Settings
+from aifactory.shared.states import BenchState, ServiceState
 
 
 class ExperimentFailed(RuntimeError):

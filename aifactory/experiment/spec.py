@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shared.bus import describe_validation_error
-from shared.messages.deploy import RECIPE_REF_PATTERN
-from shared.workload import BenchConfig, SloConfig
+from aifactory.shared.bus import describe_validation_error
+from aifactory.shared.messages.deploy import RECIPE_REF_PATTERN
+from aifactory.shared.workload import BenchConfig, SloConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 #: Placeholder used to validate workloads before the service (and its URL) exists.

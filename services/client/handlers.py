@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from faststream.nats import NatsRouter
 
-from services.client.runs import BenchmarkRuns
-from shared.bus.commands import command_consumer
-from shared.messages import BenchCancel, BenchRequested
-from shared.settings import Settings
+from aifactory.services.client.runs import BenchmarkRuns
+from aifactory.shared.bus.commands import command_consumer
+from aifactory.shared.messages import BenchCancel, BenchRequested
+from aifactory.shared.settings import Settings
 
 
 def build_router(settings: Settings, runs: BenchmarkRuns) -> NatsRouter:

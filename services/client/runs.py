@@ -17,17 +17,17 @@ from typing import Any
 from faststream.nats import NatsBroker
 from pydantic import ValidationError
 
-from services.client.loadgen.errors import LoadgenError
-from services.client.loadgen.metrics.records import RequestRecord
-from services.client.loadgen.metrics.window import WindowStats
-from services.client.loadgen.results import write_results
-from services.client.loadgen.runner import run_benchmark
-from services.client.metrics import ClientMetrics
-from services.client.remote import cancel_workers_job, run_remote_benchmark
-from shared import subjects
-from shared.bus import describe_validation_error, publish
-from shared.executors.base import Executor
-from shared.messages import (
+from aifactory.loadgen.errors import LoadgenError
+from aifactory.loadgen.metrics.records import RequestRecord
+from aifactory.loadgen.metrics.window import WindowStats
+from aifactory.loadgen.remote import cancel_workers_job, run_remote_benchmark
+from aifactory.loadgen.results import write_results
+from aifactory.loadgen.runner import run_benchmark
+from aifactory.services.client.metrics import ClientMetrics
+from aifactory.shared import subjects
+from aifactory.shared.bus import describe_validation_error, publish
+from aifactory.shared.executors.base import Executor
+from aifactory.shared.messages import (
     BenchCancel,
     BenchCompleted,
     BenchFailed,
@@ -35,10 +35,10 @@ from shared.messages import (
     BenchRequested,
     BenchStarted,
 )
-from shared.registry import BenchmarkRecord, KVRegistry, RecordExists, ServiceRecord
-from shared.settings import Settings
-from shared.states import BenchState, ServiceState
-from shared.workload import BenchConfig
+from aifactory.shared.registry import BenchmarkRecord, KVRegistry, RecordExists, ServiceRecord
+from aifactory.shared.settings import Settings
+from aifactory.shared.states import BenchState, ServiceState
+from aifactory.shared.workload import BenchConfig
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,15 @@ import logging
 
 from fastapi import FastAPI
 
-from services.client.handlers import build_router
-from services.client.metrics import ClientMetrics
-from services.client.runs import BenchmarkRuns
-from shared.bus import bus_connected, ensure_topology, make_broker
-from shared.executors.factory import make_executor
-from shared.http import add_ops_routes, embedded_server
-from shared.process import ServiceProcess
-from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
-from shared.settings import Settings
+from aifactory.services.client.handlers import build_router
+from aifactory.services.client.metrics import ClientMetrics
+from aifactory.services.client.runs import BenchmarkRuns
+from aifactory.shared.bus import bus_connected, ensure_topology, make_broker
+from aifactory.shared.executors.factory import make_executor
+from aifactory.shared.http import add_ops_routes, embedded_server
+from aifactory.shared.process import ServiceProcess
+from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
+from aifactory.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

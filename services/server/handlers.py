@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from faststream.nats import NatsRouter
 
-from services.server.lifecycle import Lifecycle
-from services.server.tracker import Tracker
-from shared.bus.commands import command_consumer
-from shared.messages import DeployCancel, DeployRequested
-from shared.settings import Settings
+from aifactory.services.server.lifecycle import Lifecycle
+from aifactory.services.server.tracker import Tracker
+from aifactory.shared.bus.commands import command_consumer
+from aifactory.shared.messages import DeployCancel, DeployRequested
+from aifactory.shared.settings import Settings
 
 
 def build_router(settings: Settings, lifecycle: Lifecycle, tracker: Tracker) -> NatsRouter:

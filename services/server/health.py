@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from shared.messages import Endpoint
+from aifactory.shared.messages import Endpoint
 
 
 async def probe(client: httpx.AsyncClient, url: str, timeout: float) -> str | None:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from faststream.nats import NatsBroker
 
-from services.server.metrics import ServerMetrics
-from shared import subjects
-from shared.bus import publish
-from shared.executors.base import Executor, ExecutorError, JobStatus
-from shared.messages import (
+from aifactory.services.server.metrics import ServerMetrics
+from aifactory.shared import subjects
+from aifactory.shared.bus import publish
+from aifactory.shared.executors.base import Executor, ExecutorError, JobStatus
+from aifactory.shared.messages import (
     DeployCancel,
     DeployRequested,
     Endpoint,
@@ -28,12 +28,12 @@ from shared.messages import (
     ServiceReady,
     ServiceUnhealthy,
 )
-from shared.messages.base import utcnow
-from shared.recipes import Recipe, RecipeError, load_service_recipe
-from shared.registry import KVRegistry, RecordExists, ServiceRecord
-from shared.render import render_script
-from shared.settings import Settings
-from shared.states import JobState, ServiceState, service_state_for
+from aifactory.shared.messages.base import utcnow
+from aifactory.shared.recipes import Recipe, RecipeError, load_service_recipe
+from aifactory.shared.registry import KVRegistry, RecordExists, ServiceRecord
+from aifactory.shared.render import render_script
+from aifactory.shared.settings import Settings
+from aifactory.shared.states import JobState, ServiceState, service_state_for
 
 log = logging.getLogger(__name__)
 

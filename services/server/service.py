@@ -12,20 +12,20 @@ import logging
 
 from faststream.nats import NatsBroker
 
-from services.server.handlers import build_router
-from services.server.ingress.app import IngressContext, create_ingress
-from services.server.ingress.auth import check_bind
-from services.server.lifecycle import Lifecycle
-from services.server.metrics import ServerMetrics
-from services.server.tracker import Tracker
-from shared.bus import ensure_topology, make_broker
-from shared.executors.base import Executor
-from shared.executors.factory import make_executor
-from shared.http import EmbeddedUvicorn, embedded_server
-from shared.process import ServiceProcess
-from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
-from shared.registry_view import RegistryView
-from shared.settings import Settings
+from aifactory.services.server.handlers import build_router
+from aifactory.services.server.ingress.app import IngressContext, create_ingress
+from aifactory.services.server.ingress.auth import check_bind
+from aifactory.services.server.lifecycle import Lifecycle
+from aifactory.services.server.metrics import ServerMetrics
+from aifactory.services.server.tracker import Tracker
+from aifactory.shared.bus import ensure_topology, make_broker
+from aifactory.shared.executors.base import Executor
+from aifactory.shared.executors.factory import make_executor
+from aifactory.shared.http import EmbeddedUvicorn, embedded_server
+from aifactory.shared.process import ServiceProcess
+from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
+from aifactory.shared.registry_view import RegistryView
+from aifactory.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

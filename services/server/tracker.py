@@ -14,12 +14,12 @@ import time
 
 import httpx
 
-from services.server.health import probe_all
-from services.server.lifecycle import Lifecycle
-from shared.executors.base import ExecutorError
-from shared.recipes import Recipe
-from shared.registry import ServiceRecord
-from shared.states import ServiceState
+from aifactory.services.server.health import probe_all
+from aifactory.services.server.lifecycle import Lifecycle
+from aifactory.shared.executors.base import ExecutorError
+from aifactory.shared.recipes import Recipe
+from aifactory.shared.registry import ServiceRecord
+from aifactory.shared.states import ServiceState
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import logging
 from faststream.nats import NatsBroker
 from faststream.security import BaseSecurity
 
-from shared.settings import Settings
+from aifactory.shared.settings import Settings
 
 
 def make_broker(settings: Settings, *, name: str, **options: object) -> NatsBroker:

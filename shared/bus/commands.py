@@ -24,10 +24,10 @@ from faststream.nats import (
     NatsRouter,
 )
 
-from shared import subjects
-from shared.bus.deadletter import decode_or_deadletter
-from shared.messages.base import Message
-from shared.settings import Settings
+from aifactory.shared import subjects
+from aifactory.shared.bus.deadletter import decode_or_deadletter
+from aifactory.shared.messages.base import Message
+from aifactory.shared.settings import Settings
 
 M = TypeVar("M", bound=Message)
 

@@ -13,10 +13,10 @@ from typing import TypeVar
 from faststream.nats import NatsBroker
 from pydantic import ValidationError
 
-from shared import subjects
-from shared.bus.publish import publish
-from shared.messages.base import Message
-from shared.messages.observe import DeadLetter
+from aifactory.shared import subjects
+from aifactory.shared.bus.publish import publish
+from aifactory.shared.messages.base import Message
+from aifactory.shared.messages.observe import DeadLetter
 
 M = TypeVar("M", bound=Message)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from faststream.nats import NatsBroker
 
-from shared.messages.base import Message
+from aifactory.shared.messages.base import Message
 
 CONTENT_TYPE = "application/json"
 

@@ -15,7 +15,7 @@ from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageT
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
-from shared import subjects
+from aifactory.shared import subjects
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from shared.states import JobState
+from aifactory.shared.states import JobState
 
 #: Job names become file names and ``--job-name`` values: keep them boring.
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")

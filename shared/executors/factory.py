@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from shared.executors.base import Executor
-from shared.executors.local import LocalExecutor
-from shared.executors.slurm import SlurmExecutor
-from shared.settings import ExecutorKind, Settings
+from aifactory.shared.executors.base import Executor
+from aifactory.shared.executors.local import LocalExecutor
+from aifactory.shared.executors.slurm import SlurmExecutor
+from aifactory.shared.settings import ExecutorKind, Settings
 
 
 def make_executor(settings: Settings) -> Executor:

@@ -29,14 +29,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from shared.executors.base import (
+from aifactory.shared.executors.base import (
     Executor,
     ExecutorError,
     JobStatus,
     SubmittedJob,
     check_job_name,
 )
-from shared.executors.local_runner import (
+from aifactory.shared.executors.local_runner import (
     LocalJobRecord,
     LocalJobSpec,
     process_alive,
@@ -45,7 +45,7 @@ from shared.executors.local_runner import (
     spec_path,
     write_atomic,
 )
-from shared.states import JobState
+from aifactory.shared.states import JobState
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class LocalExecutor(Executor):
             submitted_at=time.time(),
         )
         write_atomic(spec_path(self.jobs_dir, job_id), spec)
-        argv = [sys.executable, "-m", "shared.executors.local_runner"]
+        argv = [sys.executable, "-m", "aifactory.shared.executors.local_runner"]
         argv += ["--jobs-dir", str(self.jobs_dir), "--job-id", job_id]
         try:
             proc = await asyncio.create_subprocess_exec(

@@ -1,4 +1,4 @@
-"""Supervisor of one ``local`` job: ``python -m shared.executors.local_runner``.
+"""Supervisor of one ``local`` job: ``python -m aifactory.shared.executors.local_runner``.
 
 The ``local`` executor starts this module per job. It detaches (double fork, new session) so
 that the job outlives the server, even a ``kill -9`` of it, and is reaped by init rather than
@@ -31,8 +31,8 @@ from types import FrameType
 
 from pydantic import BaseModel
 
-from shared.executors.slurm_states import sbatch_time_limit
-from shared.states import JobState
+from aifactory.shared.executors.slurm_states import sbatch_time_limit
+from aifactory.shared.states import JobState
 
 log = logging.getLogger("aifactory.local_runner")
 

@@ -20,14 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.executors.base import (
+from aifactory.shared.executors.base import (
     Executor,
     ExecutorError,
     JobStatus,
     SubmittedJob,
     check_job_name,
 )
-from shared.executors.slurm_states import (
+from aifactory.shared.executors.slurm_states import (
     SACCT_FORMAT,
     SQUEUE_FORMAT,
     SlurmParseError,
@@ -35,7 +35,7 @@ from shared.executors.slurm_states import (
     parse_sacct_line,
     parse_squeue_line,
 )
-from shared.states import JobState
+from aifactory.shared.states import JobState
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from shared.executors.base import JobStatus
-from shared.executors.hostlist import HostlistError, expand_hostlist
-from shared.states import JobState
+from aifactory.shared.executors.base import JobStatus
+from aifactory.shared.executors.hostlist import HostlistError, expand_hostlist
+from aifactory.shared.states import JobState
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Pydantic models for every message of the bus catalogue (design.md §3)."""
 
-from shared.messages.base import Message, Model, new_id, utcnow
-from shared.messages.bench import (
+from aifactory.shared.messages.base import Message, Model, new_id, utcnow
+from aifactory.shared.messages.bench import (
     BenchCancel,
     BenchCompleted,
     BenchFailed,
@@ -10,10 +10,10 @@ from shared.messages.bench import (
     BenchStarted,
     BenchTarget,
 )
-from shared.messages.deploy import DeployCancel, DeployRequested
-from shared.messages.jobs import Endpoint, JobEvent, ServiceReady, ServiceUnhealthy
-from shared.messages.observe import DeadLetter, LogLines, MonitorSamples, Sample
-from shared.messages.workers import (
+from aifactory.shared.messages.deploy import DeployCancel, DeployRequested
+from aifactory.shared.messages.jobs import Endpoint, JobEvent, ServiceReady, ServiceUnhealthy
+from aifactory.shared.messages.observe import DeadLetter, LogLines, MonitorSamples, Sample
+from aifactory.shared.messages.workers import (
     WorkControl,
     WorkerDone,
     WorkerFailed,

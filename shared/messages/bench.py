@@ -6,8 +6,8 @@ from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field, model_validator
 
-from shared import subjects
-from shared.messages.base import ID_PATTERN, Message, Model
+from aifactory.shared import subjects
+from aifactory.shared.messages.base import ID_PATTERN, Message, Model
 
 
 class BenchTarget(Model):

@@ -6,8 +6,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from shared import subjects
-from shared.messages.base import ID_PATTERN, Message
+from aifactory.shared import subjects
+from aifactory.shared.messages.base import ID_PATTERN, Message
 
 #: ``category/name``; the loader checks the rest (no ``..``, stays under the recipes root).
 RECIPE_REF_PATTERN = r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$"

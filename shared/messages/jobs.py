@@ -6,9 +6,9 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from shared import subjects
-from shared.messages.base import ID_PATTERN, Message, Model
-from shared.states import JobState
+from aifactory.shared import subjects
+from aifactory.shared.messages.base import ID_PATTERN, Message, Model
+from aifactory.shared.states import JobState
 
 
 class Endpoint(Model):

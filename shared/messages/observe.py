@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.messages.base import ID_PATTERN, Message, Model
+from aifactory.shared.messages.base import ID_PATTERN, Message, Model
 
 
 class Sample(Model):

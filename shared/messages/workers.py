@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
-from shared.messages.base import ID_PATTERN, Message, Model
+from aifactory.shared.messages.base import ID_PATTERN, Message, Model
 
 #: Worker index inside the job (SLURM_PROCID, or the local launcher's counter).
 WorkerIndex = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -56,7 +56,7 @@ class WorkOrder(Model):
     stage: Stage
     worker: WorkerIndex
     start_wall_ns: int = Field(ge=0)
-    #: A ``services.client.loadgen.messages.WorkerSpec`` (API key included: see remote/).
+    #: A ``aifactory.loadgen.messages.WorkerSpec`` (API key included: see remote/).
     spec: dict[str, Any]
 
 

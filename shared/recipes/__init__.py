@@ -6,17 +6,17 @@ entry point; everything it raises is a :class:`RecipeError` naming the field pat
 
 from __future__ import annotations
 
-from shared.recipes.errors import FieldError, RecipeError
-from shared.recipes.fields import ApptainerMode, Category, Runtime, TemplateName
-from shared.recipes.loader import (
+from aifactory.shared.recipes.errors import FieldError, RecipeError
+from aifactory.shared.recipes.fields import ApptainerMode, Category, Runtime, TemplateName
+from aifactory.shared.recipes.loader import (
     RecipeRef,
     list_recipes,
     load_recipe,
     load_service_recipe,
     parse_ref,
 )
-from shared.recipes.overrides import deep_merge, parse_set_options
-from shared.recipes.schema import (
+from aifactory.shared.recipes.overrides import deep_merge, parse_set_options
+from aifactory.shared.recipes.schema import (
     ApptainerOptions,
     Bind,
     Distributed,

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shared.recipes.fields import SECRET_NAME_RE, ApptainerMode, Category, Runtime, TemplateName
-from shared.recipes.placeholders import allowed_names, unknown_placeholders
+from aifactory.shared.recipes.fields import (
+    SECRET_NAME_RE,
+    ApptainerMode,
+    Category,
+    Runtime,
+    TemplateName,
+)
+from aifactory.shared.recipes.placeholders import allowed_names, unknown_placeholders
 
 if TYPE_CHECKING:
-    from shared.recipes.schema import Recipe
+    from aifactory.shared.recipes.schema import Recipe
 
 Problem = tuple[str, str]
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.recipes.errors import FieldError, RecipeError
-from shared.recipes.fields import Category
-from shared.recipes.overrides import deep_merge
-from shared.recipes.schema import Recipe, validate_recipe
-from shared.recipes.yamlio import RecipeYamlError, load_yaml
+from aifactory.shared.recipes.errors import FieldError, RecipeError
+from aifactory.shared.recipes.fields import Category
+from aifactory.shared.recipes.overrides import deep_merge
+from aifactory.shared.recipes.schema import Recipe, validate_recipe
+from aifactory.shared.recipes.yamlio import RecipeYamlError, load_yaml
 
 _SEGMENT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 SUFFIX = ".yaml"

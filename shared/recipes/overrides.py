@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared.recipes.errors import FieldError, RecipeError
-from shared.recipes.yamlio import RecipeYamlError, load_yaml
+from aifactory.shared.recipes.errors import FieldError, RecipeError
+from aifactory.shared.recipes.yamlio import RecipeYamlError, load_yaml
 
 _KEY_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 

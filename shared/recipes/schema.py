@@ -3,7 +3,7 @@
 Every model forbids unknown keys (a typo such as ``gpus:`` must not be silently ignored) and
 is frozen, because a recipe is validated once and then rendered: mutating it afterwards
 would bypass the checks. Rules that involve several fields live in
-:mod:`shared.recipes.checks` and report the exact field path they are about.
+:mod:`aifactory.shared.recipes.checks` and report the exact field path they are about.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from shared.recipes.checks import cross_field_problems
-from shared.recipes.errors import (
+from aifactory.shared.recipes.checks import cross_field_problems
+from aifactory.shared.recipes.errors import (
     FIELDS_ERROR_TYPE,
     FieldError,
     RecipeError,
     from_validation_error,
 )
-from shared.recipes.fields import (
+from aifactory.shared.recipes.fields import (
     ApptainerMode,
     BindSource,
     Category,
@@ -127,7 +127,7 @@ class Recipe(_Strict):
     The server command is ``command`` (argv; for ``runtime: apptainer`` the arguments after
     the image) followed by ``extra_args``. vLLM templates build ``vllm serve <model> ...``
     themselves and take no ``command``. ``{port}``-style placeholders are described in
-    :mod:`shared.recipes.placeholders`.
+    :mod:`aifactory.shared.recipes.placeholders`.
     """
 
     name: Name

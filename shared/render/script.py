@@ -22,12 +22,19 @@ from typing import Any
 import jinja2
 from pydantic import BaseModel, ConfigDict
 
-from shared.executors.base import InvalidJobName, check_job_name
-from shared.recipes.fields import SECRET_NAME_RE, TemplateName
-from shared.recipes.fields import Runtime as RecipeRuntime
-from shared.recipes.placeholders import substitute
-from shared.recipes.schema import Recipe
-from shared.render.shell import SHELL_NAME_RE, RenderError, plain, quote, shell_name, words
+from aifactory.shared.executors.base import InvalidJobName, check_job_name
+from aifactory.shared.recipes.fields import SECRET_NAME_RE, TemplateName
+from aifactory.shared.recipes.fields import Runtime as RecipeRuntime
+from aifactory.shared.recipes.placeholders import substitute
+from aifactory.shared.recipes.schema import Recipe
+from aifactory.shared.render.shell import (
+    SHELL_NAME_RE,
+    RenderError,
+    plain,
+    quote,
+    shell_name,
+    words,
+)
 
 #: Marker comments around the ``export`` lines, so tools (and tests) can find them.
 ENV_BEGIN = "# >>> aifactory environment >>>"
@@ -55,7 +62,7 @@ def environment() -> jinja2.Environment:
     open a Jinja comment.
     """
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("shared.render", "templates"),
+        loader=jinja2.PackageLoader("aifactory.shared.render", "templates"),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # noqa: S701 - shell, not HTML: finalize quotes every value
         keep_trailing_newline=True,
@@ -199,4 +206,6 @@ def template_for(name: TemplateName) -> jinja2.Template:
     try:
         return environment().get_template(f"{name.value}.sh.j2")
     except jinja2.TemplateNotFound as exc:
-        raise RenderError("template", f"no template {exc.name!r} in shared.render") from exc
+        raise RenderError(
+            "template", f"no template {exc.name!r} in aifactory.shared.render"
+        ) from exc

@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Iterable
 from typing import Any
 
-from shared.recipes.errors import FieldError, RecipeError
+from aifactory.shared.recipes.errors import FieldError, RecipeError
 
 #: Values allowed verbatim in ``#SBATCH`` lines, comments and inside double quotes: no
 #: whitespace, quotes, ``$``, backticks, backslashes or glob characters.

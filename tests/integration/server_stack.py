@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import nats
 
-from shared import subjects
-from shared.natsd import free_port
+from aifactory.shared import subjects
+from aifactory.shared.natsd import free_port
 
 HTTP_RECIPE = """\
 name: httpserver
@@ -73,7 +73,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.server"],
+                [sys.executable, "-m", "aifactory.services.server"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

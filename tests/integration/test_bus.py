@@ -9,11 +9,11 @@ import nats
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from shared import subjects
-from shared.bus import decode_or_deadletter, ensure_topology, make_broker, publish
-from shared.messages import DeployRequested
-from shared.registry import KVRegistry, RecordExists, ServiceRecord
-from shared.settings import Settings
+from aifactory.shared import subjects
+from aifactory.shared.bus import decode_or_deadletter, ensure_topology, make_broker, publish
+from aifactory.shared.messages import DeployRequested
+from aifactory.shared.registry import KVRegistry, RecordExists, ServiceRecord
+from aifactory.shared.settings import Settings
 
 pytestmark = pytest.mark.nats
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.natsd import free_port
+from aifactory.shared.natsd import free_port
 from tests.integration.server_stack import write_test_recipes
 
 pytestmark = pytest.mark.nats

@@ -17,12 +17,12 @@ import httpx
 import nats
 import pytest
 
-from shared import subjects
-from shared.bus import ensure_topology
-from shared.messages import BenchCancel, BenchRequested, BenchTarget, Endpoint
-from shared.natsd import EmbeddedNats, free_port
-from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
-from shared.states import ServiceState
+from aifactory.shared import subjects
+from aifactory.shared.bus import ensure_topology
+from aifactory.shared.messages import BenchCancel, BenchRequested, BenchTarget, Endpoint
+from aifactory.shared.natsd import EmbeddedNats, free_port
+from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
+from aifactory.shared.states import ServiceState
 from tests.integration.test_loadgen_simfixture import Simulator, running
 
 pytestmark = pytest.mark.nats
@@ -42,7 +42,10 @@ def client_service(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[str]:
     }
     log = (tmp_path / "client.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.client"], env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "aifactory.services.client"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from shared.executors.base import ExecutorError, InvalidJobName, JobStatus
-from shared.executors.factory import make_executor
-from shared.executors.local import LocalExecutor
-from shared.executors.slurm import SlurmExecutor
-from shared.settings import Settings
-from shared.states import JobState
+from aifactory.shared.executors.base import ExecutorError, InvalidJobName, JobStatus
+from aifactory.shared.executors.factory import make_executor
+from aifactory.shared.executors.local import LocalExecutor
+from aifactory.shared.executors.slurm import SlurmExecutor
+from aifactory.shared.settings import Settings
+from aifactory.shared.states import JobState
 
 BASH = "#!/bin/bash\n"
 
@@ -160,7 +160,7 @@ async def test_jobs_survive_a_killed_server_and_a_new_executor(tmp_path: Path) -
     server = (
         "import asyncio, sys, time\n"
         "from pathlib import Path\n"
-        "from shared.executors.local import LocalExecutor\n"
+        "from aifactory.shared.executors.local import LocalExecutor\n"
         "async def main():\n"
         f"    ex = LocalExecutor(Path({str(state_dir)!r}))\n"
         "    job = await ex.submit('#!/bin/bash\\nsleep 1.5\\necho done\\n', 'survivor',"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.executors.base import ExecutorError, JobStatus
-from shared.executors.slurm import SlurmExecutor
-from shared.states import JobState
+from aifactory.shared.executors.base import ExecutorError, JobStatus
+from aifactory.shared.executors.slurm import SlurmExecutor
+from aifactory.shared.states import JobState
 from tests.conftest import need, need_tool
 
 pytestmark = pytest.mark.slurm

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.natsd import free_port
+from aifactory.shared.natsd import free_port
 
 pytestmark = pytest.mark.nats
 

@@ -8,17 +8,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.client.simulator.harness import SimulatorProcess
-from services.server.ingress.app import IngressContext, create_ingress
-from services.server.ingress.auth import InsecureBindError, check_bind
-from services.server.metrics import ServerMetrics
-from shared.bus import ensure_topology, make_broker
-from shared.messages import Endpoint
-from shared.natsd import EmbeddedNats, free_port
-from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
-from shared.registry_view import RegistryView
-from shared.settings import Settings
-from shared.states import ServiceState
+from aifactory.services.server.ingress.app import IngressContext, create_ingress
+from aifactory.services.server.ingress.auth import InsecureBindError, check_bind
+from aifactory.services.server.metrics import ServerMetrics
+from aifactory.shared.bus import ensure_topology, make_broker
+from aifactory.shared.messages import Endpoint
+from aifactory.shared.natsd import EmbeddedNats, free_port
+from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
+from aifactory.shared.registry_view import RegistryView
+from aifactory.shared.settings import Settings
+from aifactory.shared.states import ServiceState
+from aifactory.simulator.harness import SimulatorProcess
 
 pytestmark = pytest.mark.nats
 
@@ -136,7 +136,7 @@ async def test_benchmark_requests_are_validated_and_published(ingress, nats_serv
 
     import nats as nats_client
 
-    from shared import subjects
+    from aifactory.shared import subjects
 
     client, registry = ingress
     bad = await client.post(

@@ -6,8 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from services.client.loadgen import BenchConfig, ErrorType, run_benchmark
-from shared.states import BenchState
+from aifactory.loadgen import BenchConfig, ErrorType, run_benchmark
+from aifactory.shared.states import BenchState
 from tests.integration.test_loadgen_simfixture import running
 
 SIM = ("--ttft-ms", "50", "--itl-ms", "5", "--output-tokens", "64")

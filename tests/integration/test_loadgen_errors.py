@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from services.client.loadgen import (
+from aifactory.loadgen import (
     BenchConfig,
     DatasetError,
     ErrorType,
@@ -26,8 +26,8 @@ from services.client.loadgen import (
     run_benchmark,
     run_worker,
 )
-from services.client.loadgen.datasets import EstimateTokenCounter
-from services.client.loadgen.scheduler import plan_for_profile
+from aifactory.loadgen.datasets import EstimateTokenCounter
+from aifactory.loadgen.scheduler import plan_for_profile
 from tests.integration.test_loadgen_simfixture import running
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.client.loadgen import (
+from aifactory.loadgen import (
     BenchConfig,
     RequestRecord,
     TokenSource,

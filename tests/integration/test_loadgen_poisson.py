@@ -7,7 +7,7 @@ request on time (schedule delay = t0 - scheduled).
 
 from __future__ import annotations
 
-from services.client.loadgen import BenchConfig, run_benchmark
+from aifactory.loadgen import BenchConfig, run_benchmark
 from tests.integration.test_loadgen_simfixture import pinned, running
 
 

@@ -1,6 +1,6 @@
 """The inference simulator as a test fixture for the load generator's integration tests.
 
-Started as a real process (``python -m services.client.simulator``) on a free port, pinned to
+Started as a real process (``python -m aifactory.simulator``) on a free port, pinned to
 core 0 when the machine has two or more (the load generator then runs pinned to core 1, so
 timing tests measure the generator, not a fight for one core). Timing tests also ask for
 ``realtime``: SCHED_FIFO priority 1 for both sides when permitted (root), so that other
@@ -27,7 +27,7 @@ from pathlib import Path
 from tests.conftest import need
 
 REPO = Path(__file__).resolve().parents[2]
-SIMULATOR_MAIN = REPO / "services" / "client" / "simulator" / "__main__.py"
+SIMULATOR_MAIN = REPO / "aifactory" / "simulator" / "__main__.py"
 _READY = re.compile(r"ready on (http://[\d.]+:\d+)")
 
 
@@ -57,9 +57,9 @@ def _can_realtime() -> bool:
 
 def start_simulator(*args: str, core: int | None = 0, realtime: bool = False) -> Simulator:
     """Start a simulator with ``args`` (e.g. ``"--ttft-ms", "50"``); wait until it serves."""
-    need(SIMULATOR_MAIN.exists(), "the inference simulator (services/client/simulator)")
+    need(SIMULATOR_MAIN.exists(), "the inference simulator (aifactory/simulator)")
     log = Path(tempfile.mkstemp(prefix="loadgen-sim-", suffix=".log")[1])
-    cmd = [sys.executable, "-m", "services.client.simulator", "--host", "127.0.0.1"]
+    cmd = [sys.executable, "-m", "aifactory.simulator", "--host", "127.0.0.1"]
     cmd += ["--port", "0", "--log-level", "info", *args]
     if core is not None and _two_cores():
         cmd = ["taskset", "-c", str(core), *cmd]

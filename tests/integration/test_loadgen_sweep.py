@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.client.loadgen import BenchConfig, run_benchmark
-from services.client.loadgen.scheduler import LoopKind
+from aifactory.loadgen import BenchConfig, run_benchmark
+from aifactory.loadgen.scheduler import LoopKind
 from tests.integration.test_loadgen_simfixture import running
 
 

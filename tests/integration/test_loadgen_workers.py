@@ -10,19 +10,19 @@ from typing import Any
 
 import pytest
 
-from services.client.loadgen import (
+from aifactory.loadgen import (
     BenchConfig,
     read_records,
     read_summary,
     run_benchmark,
     write_results,
 )
-from services.client.loadgen.errors import WorkerError
-from services.client.loadgen.messages import WorkerSpec
-from services.client.loadgen.metrics.stats import PERCENTILES, Distribution
-from services.client.loadgen.runner import worker_specs
-from services.client.loadgen.scheduler import plan_for_profile
-from services.client.loadgen.workers import ProcessWorkers, spec_json
+from aifactory.loadgen.errors import WorkerError
+from aifactory.loadgen.messages import WorkerSpec
+from aifactory.loadgen.metrics.stats import PERCENTILES, Distribution
+from aifactory.loadgen.runner import worker_specs
+from aifactory.loadgen.scheduler import plan_for_profile
+from aifactory.loadgen.workers import ProcessWorkers, spec_json
 from tests.integration.test_loadgen_simfixture import running
 
 

@@ -23,21 +23,21 @@ import nats
 import pytest
 from faststream.nats import NatsBroker
 
-from services.client.loadgen.metrics.records import RequestRecord
-from services.client.loadgen.metrics.stats import describe
-from services.client.loadgen.metrics.window import WindowStats
-from services.client.loadgen.results import BenchResult
-from services.client.remote import RemoteWorkersError, run_remote_benchmark
-from services.client.remote.coordinator import RemoteTimeouts
-from shared import subjects
-from shared.bus import make_broker
-from shared.executors.base import Executor
-from shared.executors.local import LocalExecutor
-from shared.executors.slurm import SlurmExecutor
-from shared.natsd import EmbeddedNats
-from shared.settings import Settings
-from shared.states import BenchState
-from shared.workload import BenchConfig
+from aifactory.loadgen.metrics.records import RequestRecord
+from aifactory.loadgen.metrics.stats import describe
+from aifactory.loadgen.metrics.window import WindowStats
+from aifactory.loadgen.remote import RemoteWorkersError, run_remote_benchmark
+from aifactory.loadgen.remote.coordinator import RemoteTimeouts
+from aifactory.loadgen.results import BenchResult
+from aifactory.shared import subjects
+from aifactory.shared.bus import make_broker
+from aifactory.shared.executors.base import Executor
+from aifactory.shared.executors.local import LocalExecutor
+from aifactory.shared.executors.slurm import SlurmExecutor
+from aifactory.shared.natsd import EmbeddedNats
+from aifactory.shared.settings import Settings
+from aifactory.shared.states import BenchState
+from aifactory.shared.workload import BenchConfig
 from tests.conftest import need
 from tests.integration.test_loadgen_simfixture import Simulator, running
 

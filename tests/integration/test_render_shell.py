@@ -23,9 +23,15 @@ import httpx
 import pytest
 import yaml
 
-from shared.recipes import RecipeError, deep_merge, list_recipes, load_recipe, parse_set_options
-from shared.recipes.schema import Recipe
-from shared.render import ENV_BEGIN, ENV_END, render_script
+from aifactory.shared.recipes import (
+    RecipeError,
+    deep_merge,
+    list_recipes,
+    load_recipe,
+    parse_set_options,
+)
+from aifactory.shared.recipes.schema import Recipe
+from aifactory.shared.render import ENV_BEGIN, ENV_END, render_script
 from tests.conftest import need_tool
 
 pytestmark = pytest.mark.tools

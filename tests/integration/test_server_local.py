@@ -10,8 +10,8 @@ import httpx
 import nats
 import pytest
 
-from shared import subjects
-from shared.natsd import EmbeddedNats, free_port
+from aifactory.shared import subjects
+from aifactory.shared.natsd import EmbeddedNats, free_port
 from tests.integration.server_stack import (
     ServerProcess,
     event_subjects,
@@ -155,7 +155,7 @@ async def test_metrics_pass_promtool(server: ServerProcess) -> None:
 async def test_command_sent_while_server_is_down_is_handled_after_restart(
     nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
-    from shared.messages import DeployRequested
+    from aifactory.shared.messages import DeployRequested
 
     write_test_recipes(tmp_path / "recipes", port=free_port())
     first = ServerProcess(tmp_path, nats_server.url, executor="local").start()
@@ -185,7 +185,7 @@ async def test_client_recipe_without_port_is_not_deployable(
 ) -> None:
     import shutil
 
-    from shared.settings import REPO_ROOT
+    from aifactory.shared.settings import REPO_ROOT
 
     shutil.copytree(REPO_ROOT / "recipes" / "client", tmp_path / "recipes" / "client")
     async with httpx.AsyncClient() as client:

@@ -14,16 +14,16 @@ import httpx
 import nats
 import pytest
 
-from services.server.lifecycle import Lifecycle, job_name_for
-from services.server.metrics import ServerMetrics
-from services.server.tracker import Tracker
-from shared.bus import ensure_topology, make_broker
-from shared.executors.slurm import SlurmExecutor
-from shared.messages import DeployRequested
-from shared.natsd import EmbeddedNats, free_port
-from shared.registry import KVRegistry, ServiceRecord
-from shared.settings import ExecutorKind, Settings
-from shared.states import JobState, ServiceState
+from aifactory.services.server.lifecycle import Lifecycle, job_name_for
+from aifactory.services.server.metrics import ServerMetrics
+from aifactory.services.server.tracker import Tracker
+from aifactory.shared.bus import ensure_topology, make_broker
+from aifactory.shared.executors.slurm import SlurmExecutor
+from aifactory.shared.messages import DeployRequested
+from aifactory.shared.natsd import EmbeddedNats, free_port
+from aifactory.shared.registry import KVRegistry, ServiceRecord
+from aifactory.shared.settings import ExecutorKind, Settings
+from aifactory.shared.states import JobState, ServiceState
 from tests.conftest import need
 from tests.integration.server_stack import ServerProcess, wait_for_state, write_test_recipes
 

@@ -1,6 +1,6 @@
 """The simulator as a real process on 127.0.0.1, driven by real HTTP clients.
 
-Every simulator here is a subprocess started with ``python -m services.client.simulator`` and
+Every simulator here is a subprocess started with ``python -m aifactory.simulator`` and
 stopped with SIGTERM (exit status 0 is asserted), exactly as the local executor runs it.
 """
 
@@ -18,7 +18,7 @@ import aiohttp
 import openai
 import pytest
 
-from services.client.simulator.harness import (
+from aifactory.simulator.harness import (
     SimulatorProcess,
     fetch_metrics,
     metric_sample,
@@ -27,7 +27,7 @@ from services.client.simulator.harness import (
     timed_stream,
     timing_problems,
 )
-from services.client.simulator.tokens import count_tokens
+from aifactory.simulator.tokens import count_tokens
 from tests.conftest import need_tool
 
 CHAT = {"model": "simulator", "messages": [{"role": "user", "content": "Hello there, simulator!"}]}

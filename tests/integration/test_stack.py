@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from aifactory.shared.natsd import free_port
+from aifactory.shared.settings import Settings
 from aifactory.stack import Stack
-from shared.natsd import free_port
-from shared.settings import Settings
 from tests.integration.server_stack import write_test_recipes
 
 pytestmark = pytest.mark.nats
@@ -50,7 +50,7 @@ def test_killed_service_is_restarted_and_keeps_its_registry(
                 break
             time.sleep(0.2)
         assert state == "running"
-        server = next(c for c in stack.children if c.module == "services.server")
+        server = next(c for c in stack.children if c.module == "aifactory.services.server")
         assert server.proc is not None
         old_pid = server.proc.pid
         os.kill(old_pid, signal.SIGKILL)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared import subjects
-from shared.messages import BenchTarget, DeployRequested
-from shared.settings import ExecutorKind, Settings
-from shared.states import JobState, ServiceState, service_state_for
+from aifactory.shared import subjects
+from aifactory.shared.messages import BenchTarget, DeployRequested
+from aifactory.shared.settings import ExecutorKind, Settings
+from aifactory.shared.states import JobState, ServiceState, service_state_for
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_settings_from_yaml_file_and_env_precedence(
 
 
 def test_asyncapi_document_covers_every_subject_with_its_schema() -> None:
-    from shared.catalogue import CATALOGUE, asyncapi_document
+    from aifactory.shared.catalogue import CATALOGUE, asyncapi_document
 
     document = asyncapi_document()
     assert document["asyncapi"].startswith("3.")

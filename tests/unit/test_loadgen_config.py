@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.client.loadgen.backends.endpoint import base_url_for
-from shared.workload import BackendKind, BenchConfig, DatasetConfig
+from aifactory.loadgen.backends.endpoint import base_url_for
+from aifactory.shared.workload import BackendKind, BenchConfig, DatasetConfig
 
 
 def _cfg(**kw: object) -> BenchConfig:

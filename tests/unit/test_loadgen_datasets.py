@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.client.loadgen.datasets import (
+from aifactory.loadgen.datasets import (
     EstimateTokenCounter,
     SyntheticPrompts,
     load_jsonl,
@@ -15,8 +15,8 @@ from services.client.loadgen.datasets import (
     make_prompt_source,
     validate_dataset,
 )
-from services.client.loadgen.errors import DatasetError
-from shared.workload import DatasetConfig, DatasetFormat, TokenDistribution
+from aifactory.loadgen.errors import DatasetError
+from aifactory.shared.workload import DatasetConfig, DatasetFormat, TokenDistribution
 
 
 def test_synthetic_is_seeded_bounded_and_counts_match() -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from services.client.loadgen.backends import make_backend
-from services.client.loadgen.datasets.base import Prompt
-from services.client.loadgen.errors import (
+from aifactory.loadgen.backends import make_backend
+from aifactory.loadgen.datasets.base import Prompt
+from aifactory.loadgen.errors import (
     InvalidResponseError,
     ServerStreamError,
     StreamCutError,
 )
-from shared.workload import BackendKind
+from aifactory.shared.workload import BackendKind
 
 PROMPT = Prompt(index=3, text="hello there", prompt_tokens=2, output_tokens=7)
 

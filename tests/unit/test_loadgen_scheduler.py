@@ -7,9 +7,9 @@ import statistics
 
 import pytest
 
-from services.client.loadgen.engine import Budget
-from services.client.loadgen.runner import next_stage, worker_specs
-from services.client.loadgen.scheduler import (
+from aifactory.loadgen.engine import Budget
+from aifactory.loadgen.runner import next_stage, worker_specs
+from aifactory.loadgen.scheduler import (
     LoopKind,
     RunPlan,
     arrival_offsets,
@@ -17,7 +17,7 @@ from services.client.loadgen.scheduler import (
     split_plan,
     sweep_rates,
 )
-from shared.workload import BenchConfig, ProfileKind
+from aifactory.shared.workload import BenchConfig, ProfileKind
 
 NS = 1_000_000_000
 
@@ -102,9 +102,9 @@ def test_profile_plans_and_synchronous_uses_one_worker() -> None:
 
 
 def test_sweep_stages_follow_measured_rates() -> None:
-    from services.client.loadgen.metrics.stats import Distribution
-    from services.client.loadgen.metrics.summary import RunSummary
-    from shared.states import BenchState
+    from aifactory.loadgen.metrics.stats import Distribution
+    from aifactory.loadgen.metrics.summary import RunSummary
+    from aifactory.shared.states import BenchState
 
     cfg = _cfg(profile=ProfileKind.SWEEP, sweep_rates=2, concurrency=16)
     first = next_stage(cfg, [])

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from services.client.loadgen.metrics.stats import PERCENTILES, describe, percentile
+from aifactory.loadgen.metrics.stats import PERCENTILES, describe, percentile
 
 
 def test_percentiles_match_statistics_inclusive_method() -> None:

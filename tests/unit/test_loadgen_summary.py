@@ -6,26 +6,26 @@ from pathlib import Path
 
 import pytest
 
-from services.client.loadgen.messages import WorkerReport
-from services.client.loadgen.metrics.records import (
+from aifactory.loadgen.messages import WorkerReport
+from aifactory.loadgen.metrics.records import (
     ErrorType,
     RequestRecord,
     TokenSource,
     dump_records,
     load_records,
 )
-from services.client.loadgen.metrics.summary import meets_slo, summarize_run
-from services.client.loadgen.results import (
+from aifactory.loadgen.metrics.summary import meets_slo, summarize_run
+from aifactory.loadgen.results import (
     BenchResult,
     BenchSummary,
     read_records,
     read_summary,
     write_results,
 )
-from services.client.loadgen.scheduler import LoopKind, RunPlan
-from shared.messages.base import utcnow
-from shared.states import BenchState
-from shared.workload import BenchConfig, SloConfig
+from aifactory.loadgen.scheduler import LoopKind, RunPlan
+from aifactory.shared.messages.base import utcnow
+from aifactory.shared.states import BenchState
+from aifactory.shared.workload import BenchConfig, SloConfig
 
 
 def ok(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httptools
 import pytest
 
-from services.client.loadgen.errors import LoadgenError
-from services.client.loadgen.transport import HttpClient
+from aifactory.loadgen.errors import LoadgenError
+from aifactory.loadgen.transport import HttpClient
 
 
 class _Req:

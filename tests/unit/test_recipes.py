@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.recipes import (
+from aifactory.shared.recipes import (
     Category,
     FieldError,
     Recipe,
@@ -19,8 +19,8 @@ from shared.recipes import (
     parse_set_options,
     validate_recipe,
 )
-from shared.recipes.placeholders import placeholders, substitute
-from shared.recipes.yamlio import RecipeYamlError, load_yaml
+from aifactory.shared.recipes.placeholders import placeholders, substitute
+from aifactory.shared.recipes.yamlio import RecipeYamlError, load_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = REPO / "recipes"

@@ -10,19 +10,19 @@ from typing import Any
 import orjson
 import pytest
 
-from services.client.loadgen.collector import Collector
-from services.client.loadgen.messages import WorkerProgress
-from services.client.loadgen.metrics.records import RequestRecord
-from services.client.loadgen.progress import LiveProgress
-from services.client.remote.board import Board
-from services.client.remote.sink import NatsRecordSink
-from services.client.remote.stages import (
+from aifactory.loadgen.collector import Collector
+from aifactory.loadgen.messages import WorkerProgress
+from aifactory.loadgen.metrics.records import RequestRecord
+from aifactory.loadgen.progress import LiveProgress
+from aifactory.loadgen.remote.board import Board
+from aifactory.loadgen.remote.sink import NatsRecordSink
+from aifactory.loadgen.remote.stages import (
     RemoteRun,
     RemoteTimeouts,
     RemoteWorkersError,
 )
-from shared.executors.base import Executor, JobStatus, SubmittedJob
-from shared.messages.workers import (
+from aifactory.shared.executors.base import Executor, JobStatus, SubmittedJob
+from aifactory.shared.messages.workers import (
     WorkerDone,
     WorkerFailed,
     WorkerHeartbeat,
@@ -30,7 +30,7 @@ from shared.messages.workers import (
     WorkerRecords,
     records_msg_id,
 )
-from shared.states import JobState
+from aifactory.shared.states import JobState
 
 BID = "b1"
 

@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.client.loadgen.errors import ConfigError
-from services.client.loadgen.scheduler import plan_for_profile
-from services.client.remote.job import cancel_workers_job, render_loadgen, time_limit_minutes
-from services.client.remote.sink import WorkerFailure
-from services.client.remote.stages import remote_specs
-from services.client.remote.worker import resolve_worker_index
-from shared.executors.local import LocalExecutor
-from shared.executors.slurm import SlurmExecutor
-from shared.recipes import RecipeError, validate_recipe
-from shared.settings import Settings
-from shared.workload import BenchConfig
+from aifactory.loadgen.errors import ConfigError
+from aifactory.loadgen.remote.job import cancel_workers_job, render_loadgen, time_limit_minutes
+from aifactory.loadgen.remote.sink import WorkerFailure
+from aifactory.loadgen.remote.stages import remote_specs
+from aifactory.loadgen.remote.worker import resolve_worker_index
+from aifactory.loadgen.scheduler import plan_for_profile
+from aifactory.shared.executors.local import LocalExecutor
+from aifactory.shared.executors.slurm import SlurmExecutor
+from aifactory.shared.recipes import RecipeError, validate_recipe
+from aifactory.shared.settings import Settings
+from aifactory.shared.workload import BenchConfig
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = "http://127.0.0.1:8000"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared.recipes import RecipeError, list_recipes, load_recipe, parse_set_options
-from shared.render import ENV_BEGIN, ENV_END, Raw, RenderError, environment, render_script
+from aifactory.shared.recipes import RecipeError, list_recipes, load_recipe, parse_set_options
+from aifactory.shared.render import ENV_BEGIN, ENV_END, Raw, RenderError, environment, render_script
 
 ROOT = Path(__file__).resolve().parents[2] / "recipes"
 WORKDIR = Path("/scratch/jobs/svc-1")

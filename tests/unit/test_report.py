@@ -8,33 +8,33 @@ from pathlib import Path
 
 import pytest
 
-from services.client.loadgen.messages import WorkerReport
-from services.client.loadgen.metrics.records import ErrorType, RequestRecord, TokenSource
-from services.client.loadgen.metrics.summary import RunSummary, summarize_run
-from services.client.loadgen.results import (
+from aifactory.loadgen.messages import WorkerReport
+from aifactory.loadgen.metrics.records import ErrorType, RequestRecord, TokenSource
+from aifactory.loadgen.metrics.summary import RunSummary, summarize_run
+from aifactory.loadgen.results import (
     RECORDS_FILE,
     BenchResult,
     BenchSummary,
     write_results,
 )
-from services.client.loadgen.scheduler import LoopKind, RunPlan
-from services.client.report import (
+from aifactory.loadgen.scheduler import LoopKind, RunPlan
+from aifactory.report import (
     ReportError,
     build_experiment_report,
     build_report,
     report_command,
 )
-from services.client.report.charts import (
+from aifactory.report.charts import (
     KEEP_SLOWEST,
     MAX_SCATTER_POINTS,
     clean_svg,
     series_for,
     thin,
 )
-from services.client.report.view import fmt_value, setup_rows
-from shared.messages.base import utcnow
-from shared.states import BenchState
-from shared.workload import BenchConfig, SloConfig
+from aifactory.report.view import fmt_value, setup_rows
+from aifactory.shared.messages.base import utcnow
+from aifactory.shared.states import BenchState
+from aifactory.shared.workload import BenchConfig, SloConfig
 
 HOSTILE = "<script>alert(1)</script>"
 

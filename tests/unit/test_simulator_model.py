@@ -12,12 +12,12 @@ import typer
 from typer.testing import CliRunner
 
 from aifactory.cli.simulate import register
-from services.client.simulator.config import SimulatorConfig, SimulatorConfigError
-from services.client.simulator.engine import SlotScheduler
-from services.client.simulator.latency import Fault, FaultInjector, LatencyModel, cut_point
-from services.client.simulator.metrics import FastHistogram, SimulatorMetrics
-from services.client.simulator.render_openai import ChatRenderer, CompletionRenderer, Timing, Usage
-from services.client.simulator.requests import (
+from aifactory.simulator.config import SimulatorConfig, SimulatorConfigError
+from aifactory.simulator.engine import SlotScheduler
+from aifactory.simulator.latency import Fault, FaultInjector, LatencyModel, cut_point
+from aifactory.simulator.metrics import FastHistogram, SimulatorMetrics
+from aifactory.simulator.render_openai import ChatRenderer, CompletionRenderer, Timing, Usage
+from aifactory.simulator.requests import (
     ApiKind,
     RequestError,
     parse_chat,
@@ -25,7 +25,7 @@ from services.client.simulator.requests import (
     parse_ollama_chat,
     parse_ollama_generate,
 )
-from services.client.simulator.tokens import Vocabulary, count_tokens
+from aifactory.simulator.tokens import Vocabulary, count_tokens
 
 
 def cfg(**kw: object) -> SimulatorConfig:

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from shared.executors.hostlist import MAX_HOSTS, HostlistError, expand_hostlist
-from shared.executors.slurm_states import (
+from aifactory.shared.executors.hostlist import MAX_HOSTS, HostlistError, expand_hostlist
+from aifactory.shared.executors.slurm_states import (
     SLURM_STATE_MAP,
     SQUEUE_FORMAT,
     SlurmParseError,
@@ -20,7 +20,7 @@ from shared.executors.slurm_states import (
     parse_time_limit,
     sbatch_time_limit,
 )
-from shared.states import JobState
+from aifactory.shared.states import JobState
 
 # -- host lists ---------------------------------------------------------------------------
 

@@ -16,25 +16,30 @@ from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.server.ingress.accept import registered
-from services.server.ingress.auth import BearerAuth
-from services.server.ingress.benchmarks import benchmarks_router
-from services.server.ingress.counting import RequestCounter
-from services.server.ingress.errors import NOT_FOUND, PROXY_ERRORS, path_parts, unprocessable
-from services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, forward
-from services.server.metrics import ServerMetrics
-from shared import subjects
-from shared.bus import bus_connected, publish
-from shared.catalogue import asyncapi_document
-from shared.http import add_ops_routes
-from shared.messages import DeployCancel, DeployRequested, new_id
-from shared.messages.base import ID_PATTERN
-from shared.messages.deploy import RECIPE_REF_PATTERN
-from shared.recipes import RecipeError, list_recipes, load_recipe, load_service_recipe
-from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
-from shared.registry_view import RegistryView
-from shared.settings import Settings
-from shared.states import ServiceState
+from aifactory.services.server.ingress.accept import registered
+from aifactory.services.server.ingress.auth import BearerAuth
+from aifactory.services.server.ingress.benchmarks import benchmarks_router
+from aifactory.services.server.ingress.counting import RequestCounter
+from aifactory.services.server.ingress.errors import (
+    NOT_FOUND,
+    PROXY_ERRORS,
+    path_parts,
+    unprocessable,
+)
+from aifactory.services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, forward
+from aifactory.services.server.metrics import ServerMetrics
+from aifactory.shared import subjects
+from aifactory.shared.bus import bus_connected, publish
+from aifactory.shared.catalogue import asyncapi_document
+from aifactory.shared.http import add_ops_routes
+from aifactory.shared.messages import DeployCancel, DeployRequested, new_id
+from aifactory.shared.messages.base import ID_PATTERN
+from aifactory.shared.messages.deploy import RECIPE_REF_PATTERN
+from aifactory.shared.recipes import RecipeError, list_recipes, load_recipe, load_service_recipe
+from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
+from aifactory.shared.registry_view import RegistryView
+from aifactory.shared.settings import Settings
+from aifactory.shared.states import ServiceState
 
 ServiceId = Annotated[str, Path(pattern=ID_PATTERN, description="service id")]
 RecipePart = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]*$")]

@@ -13,14 +13,14 @@ from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.server.ingress.accept import registered
-from services.server.ingress.errors import NOT_FOUND, unprocessable
-from shared import subjects
-from shared.bus import publish
-from shared.messages import BenchCancel, BenchRequested, BenchTarget, new_id
-from shared.messages.base import ID_PATTERN
-from shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
-from shared.workload import BenchConfig
+from aifactory.services.server.ingress.accept import registered
+from aifactory.services.server.ingress.errors import NOT_FOUND, unprocessable
+from aifactory.shared import subjects
+from aifactory.shared.bus import publish
+from aifactory.shared.messages import BenchCancel, BenchRequested, BenchTarget, new_id
+from aifactory.shared.messages.base import ID_PATTERN
+from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
+from aifactory.shared.workload import BenchConfig
 
 BenchmarkId = Annotated[str, Path(pattern=ID_PATTERN, description="benchmark id")]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from shared.messages import Endpoint
+from aifactory.shared.messages import Endpoint
 
 
 class NoHealthyReplica(RuntimeError):

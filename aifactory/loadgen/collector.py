@@ -1,0 +1,117 @@
+"""The parent's side of a run: gathers worker batches, emits live windows and callbacks.
+
+Batches arrive from any number of workers (in-process or over pipes); every record is kept
+so that the final statistics are exact over their union. Callbacks may be plain functions
+or coroutines; coroutines run as tasks, awaited before the run returns, so a slow consumer
+(e.g. a NATS publish) never stalls the workers' load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+
+from aifactory.loadgen.messages import WorkerProgress
+from aifactory.loadgen.metrics.records import RequestRecord
+from aifactory.loadgen.metrics.window import WindowStats, window_stats
+from aifactory.loadgen.progress import LiveProgress
+from aifactory.loadgen.scheduler.profiles import RunPlan
+
+WindowCallback = Callable[[WindowStats], Awaitable[None] | None]
+RecordsCallback = Callable[[list[RequestRecord]], Awaitable[None] | None]
+
+
+class Collector:
+    """Accumulates records for the current stage and for the whole benchmark."""
+
+    def __init__(
+        self,
+        *,
+        window_s: float,
+        on_window: WindowCallback | None,
+        on_records: RecordsCallback | None,
+        display: LiveProgress,
+    ) -> None:
+        self._window_s = window_s
+        self._on_window = on_window
+        self._on_records = on_records
+        self._display = display
+        self._callbacks: set[asyncio.Task[None]] = set()
+        self.all_records: list[RequestRecord] = []
+        self.stage_records: list[RequestRecord] = []
+        self._window: list[RequestRecord] = []
+        self._progress: dict[int, WorkerProgress] = {}
+        self._errors = 0
+        self._plan: RunPlan | None = None
+        self._stage_t0 = time.perf_counter()
+
+    def begin_stage(self, plan: RunPlan) -> None:
+        self._plan = plan
+        self.stage_records = []
+        self._window = []
+        self._progress = {}
+        self._errors = 0
+        self._stage_t0 = time.perf_counter()
+
+    def add(self, records: list[RequestRecord], progress: WorkerProgress) -> None:
+        """One worker batch (called from the sink or the pipe reader)."""
+        self._progress[progress.worker_id] = progress
+        if not records:
+            return
+        self.stage_records.extend(records)
+        self.all_records.extend(records)
+        self._window.extend(records)
+        self._errors += sum(1 for r in records if not r.ok)
+        if self._on_records is not None:
+            self._call(self._on_records(records))
+
+    def _call(self, result: Awaitable[None] | None) -> None:
+        if inspect.isawaitable(result):
+
+            async def _await() -> None:
+                await result
+
+            task = asyncio.ensure_future(_await())
+            self._callbacks.add(task)
+            task.add_done_callback(self._callbacks.discard)
+
+    def emit_window(self) -> WindowStats | None:
+        """Close the current window: build its stats, call ``on_window``, refresh the display."""
+        if self._plan is None:
+            return None
+        window, self._window = self._window, []
+        stats = window_stats(
+            run_index=self._plan.run_index,
+            label=self._plan.label,
+            elapsed_s=time.perf_counter() - self._stage_t0,
+            window_s=self._window_s,
+            progress=list(self._progress.values()),
+            errors_total=self._errors,
+            window=window,
+        )
+        self._display.update(stats)
+        if self._on_window is not None:
+            self._call(self._on_window(stats))
+        return stats
+
+    async def tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._window_s)
+            self.emit_window()
+
+    async def drain_callbacks(self) -> None:
+        """Wait for callback coroutines still running; their failures are raised here."""
+        if self._callbacks:
+            await asyncio.gather(*self._callbacks)
+
+
+class CollectorSink:
+    """The in-process :class:`RecordSink`: hands batches straight to the collector."""
+
+    def __init__(self, collector: Collector) -> None:
+        self._collector = collector
+
+    async def emit(self, records: list[RequestRecord], progress: WorkerProgress) -> None:
+        self._collector.add(records, progress)

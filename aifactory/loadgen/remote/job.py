@@ -1,0 +1,128 @@
+"""The workers' batch job: rendered from ``recipes/client/loadgen.yaml``, submitted once.
+
+Why a recipe and not a hand-written sbatch line: the job then goes through the same
+validation, quoting and executors as every deployed service (``local`` for laptops and CI,
+``slurm`` on clusters), its script is kept beside its output, and a site adapts it by editing
+a YAML file. Everything that varies per run (nodes, workers per node, time limit, partition,
+benchmark id, NATS URL) is an override or a non-secret environment value of the script.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+from aifactory.loadgen.errors import ConfigError
+from aifactory.shared.executors.base import Executor
+from aifactory.shared.recipes import RecipeError, load_recipe
+from aifactory.shared.render import render_script
+from aifactory.shared.settings import Settings
+from aifactory.shared.workload import BenchConfig, ProfileKind
+
+LOADGEN_RECIPE = "client/loadgen"
+#: Margin on top of the load itself: start-up, stage hand-overs, the final flush.
+JOB_TIME_MARGIN_S = 900.0
+MAX_TIME_LIMIT_MIN = 7 * 24 * 60
+#: Memory asked per worker (per node: this times workers, at least 1 GiB).
+MEMORY_PER_WORKER_MB = 512
+
+
+def job_name(benchmark_id: str) -> str:
+    return f"aif-bench-{benchmark_id}"
+
+
+def job_workdir(settings: Settings, benchmark_id: str) -> Path:
+    return settings.effective_jobs_dir / job_name(benchmark_id)
+
+
+def stage_count(config: BenchConfig) -> int:
+    """Stages the run has at most: 1, or synchronous + throughput + the swept rates."""
+    return 2 + config.sweep_rates if config.profile is ProfileKind.SWEEP else 1
+
+
+def time_limit_minutes(config: BenchConfig) -> int:
+    """Every stage may run to ``max_seconds``: the job must outlast that, within 7 days."""
+    seconds = stage_count(config) * config.max_seconds + JOB_TIME_MARGIN_S
+    return min(MAX_TIME_LIMIT_MIN, math.ceil(seconds / 60))
+
+
+def launch_mode(executor: Executor) -> str:
+    """``srun`` on SLURM; the ``local`` executor has no srun, the script forks the workers."""
+    return "srun" if executor.kind == "slurm" else "local"
+
+
+def worker_command(command: list[str]) -> list[str]:
+    """``aifactory`` beside this interpreter when it is there: a venv need not be on PATH.
+
+    On a cluster the interpreter's directory must then be visible on the compute nodes
+    (a shared file system), which is where sites keep virtual environments anyway.
+    """
+    if command and command[0] == "aifactory":
+        local = Path(sysconfig.get_path("scripts")) / "aifactory"
+        if local.is_file() and os.access(local, os.X_OK):
+            return [str(local), *command[1:]]
+    return command
+
+
+def _checked_nats_url(url: str) -> str:
+    """The URL is written into the script: credentials belong in ``AIFACTORY_NATS_TOKEN``."""
+    if any("@" in part for part in url.split(",")):
+        raise ConfigError(
+            "the NATS URL carries credentials, which would be written into the workers' job "
+            "script: give the token as AIFACTORY_NATS_TOKEN instead (workers inherit it)"
+        )
+    return url
+
+
+def render_loadgen(
+    config: BenchConfig, *, benchmark_id: str, settings: Settings, executor: Executor
+) -> str:
+    """The batch script of the workers of ``benchmark_id`` (raises ConfigError)."""
+    assert config.worker_nodes is not None
+    resources: dict[str, Any] = {
+        "nodes": config.worker_nodes,
+        "tasks_per_node": config.workers,
+        "time_limit": str(time_limit_minutes(config)),
+        "memory": f"{max(1024, MEMORY_PER_WORKER_MB * config.workers)}M",
+    }
+    if config.worker_partition is not None:
+        resources["partition"] = config.worker_partition
+    for key in ("account", "qos"):
+        value = getattr(settings.slurm, key)
+        if value is not None:
+            resources[key] = value
+    try:
+        base = load_recipe(LOADGEN_RECIPE, settings.recipes_dir)
+        overrides: dict[str, Any] = {
+            "resources": resources,
+            "command": worker_command(list(base.command or [])),
+        }
+        recipe = load_recipe(LOADGEN_RECIPE, settings.recipes_dir, overrides)
+        return render_script(
+            recipe,
+            job_name=job_name(benchmark_id),
+            workdir=job_workdir(settings, benchmark_id),
+            service_id=f"bench-{benchmark_id}",
+            extra_env={
+                "AIFACTORY_BENCHMARK_ID": benchmark_id,
+                "AIFACTORY_NATS_URL": _checked_nats_url(settings.nats_url),
+                "AIFACTORY_WORKER_LAUNCH": launch_mode(executor),
+            },
+        )
+    except RecipeError as exc:
+        raise ConfigError(f"the workers' job cannot be made from {LOADGEN_RECIPE}: {exc}") from exc
+
+
+async def cancel_workers_job(executor: Executor, benchmark_id: str) -> list[str]:
+    """Cancel what is left of a benchmark's workers' job (e.g. after a client restart).
+
+    Workers wait for orders until their job ends, so a coordinator that died mid-run
+    leaves them idle until the time limit; reconciliation calls this to free the nodes.
+    """
+    job_ids = await executor.find_by_name(job_name(benchmark_id))
+    for job_id in job_ids:
+        await executor.cancel(job_id)
+    return job_ids

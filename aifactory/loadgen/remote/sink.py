@@ -1,0 +1,138 @@
+"""How a remote worker's output reaches the stream: acknowledged, numbered, never doubled.
+
+Every publish waits for the stream's acknowledgement and is retried with the *same*
+``Nats-Msg-Id`` (the stream drops a copy that was in fact stored), so a batch is stored
+exactly once or the worker fails loudly. Record batches are numbered per stage and split
+below NATS's payload limit; the counts a worker reports in ``WorkerDone`` are those of the
+batches the stream acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+
+from aifactory.loadgen.messages import WorkerProgress
+from aifactory.loadgen.metrics.records import RequestRecord
+from aifactory.shared import subjects
+from aifactory.shared.messages.base import Message
+from aifactory.shared.messages.workers import WorkerRecords, records_msg_id
+
+log = logging.getLogger("aifactory.bench.worker")
+
+PUBLISH_ATTEMPTS = 5
+PUBLISH_TIMEOUT_S = 10.0
+#: Upper bound of one record batch message (NATS refuses payloads above max_payload).
+BATCH_BYTES = 512 * 1024
+
+
+class WorkerFailure(RuntimeError):
+    """This worker cannot go on; the message is what the coordinator will report."""
+
+
+class Publisher:
+    """JetStream publishes with retries: the same ``Nats-Msg-Id`` each time, so no doubles."""
+
+    def __init__(self, js: JetStreamContext, benchmark_id: str, worker: int) -> None:
+        self.js = js
+        self.benchmark_id = benchmark_id
+        self.worker = worker
+        self.records_subject = subjects.bench_records(benchmark_id)
+        self.events_subject = subjects.bench_worker(benchmark_id)
+
+    async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
+        delay = 0.2
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                await self.js.publish(
+                    subject,
+                    payload,
+                    timeout=PUBLISH_TIMEOUT_S,
+                    stream=subjects.BENCH_WORK_STREAM,
+                    headers={"Nats-Msg-Id": msg_id},
+                )
+                return
+            except (NatsError, TimeoutError) as exc:
+                if attempt == PUBLISH_ATTEMPTS:
+                    raise WorkerFailure(
+                        f"publishing {msg_id} on {subject} failed {attempt} times: {exc!r}"
+                    ) from exc
+                log.warning("publish %s failed (%r); retrying", msg_id, exc)
+                await asyncio.sleep(delay)
+                delay *= 2
+
+    async def event(self, message: Message) -> None:
+        await self.publish(self.events_subject, message.model_dump_json().encode(), message.id)
+
+
+class NatsRecordSink:
+    """The :class:`RecordSink` of a remote worker: numbered, size-bounded record batches.
+
+    Each batch is sent by a task of its own, chained after the previous one, and ``emit``
+    only *waits* for it (shielded). The engine cancels its flusher at the end of a run,
+    possibly mid-publish: a publish cut there could be stored without being counted, and
+    the batch re-sent under the same id would then be dropped as a duplicate, losing it.
+    Shielded, the batch completes and is counted; :meth:`drain` waits for the last one and
+    raises if any failed, so a "done" is never sent over a gap.
+    """
+
+    def __init__(self, publisher: Publisher, stage: int, max_bytes: int = BATCH_BYTES) -> None:
+        self.publisher = publisher
+        self.stage = stage
+        self.max_bytes = max_bytes
+        self.batches = 0
+        self.records = 0
+        self.progress: WorkerProgress | None = None
+        self._tail: asyncio.Future[None] | None = None
+
+    def encode(self, records: list[RequestRecord], progress: WorkerProgress) -> bytes:
+        envelope: dict[str, Any] = WorkerRecords(
+            benchmark_id=self.publisher.benchmark_id,
+            stage=self.stage,
+            worker=self.publisher.worker,
+            seq=self.batches,
+            records=[],
+            progress=progress.model_dump(),
+        ).model_dump(mode="json")
+        envelope["records"] = records  # dataclasses: orjson writes them natively, fast
+        return orjson.dumps(envelope)
+
+    async def emit(self, records: list[RequestRecord], progress: WorkerProgress) -> None:
+        self.progress = progress
+        if records:
+            self._tail = asyncio.ensure_future(self._send_after(self._tail, records, progress))
+            await asyncio.shield(self._tail)
+
+    async def drain(self) -> None:
+        """Wait until every batch emitted so far is stored (raises the first failure)."""
+        if self._tail is not None:
+            await self._tail
+
+    async def _send_after(
+        self,
+        previous: asyncio.Future[None] | None,
+        records: list[RequestRecord],
+        progress: WorkerProgress,
+    ) -> None:
+        if previous is not None:
+            await previous  # in order; a failed batch fails every later one too
+        await self._send(records, progress)
+
+    async def _send(self, records: list[RequestRecord], progress: WorkerProgress) -> None:
+        payload = self.encode(records, progress)
+        if len(payload) > self.max_bytes and len(records) > 1:
+            half = len(records) // 2
+            await self._send(records[:half], progress)
+            await self._send(records[half:], progress)
+            return
+        msg_id = records_msg_id(
+            self.publisher.benchmark_id, self.stage, self.publisher.worker, self.batches
+        )
+        await self.publisher.publish(self.publisher.records_subject, payload, msg_id)
+        self.batches += 1
+        self.records += len(records)
