@@ -25,9 +25,8 @@ import httpx
 
 from aifactory.shared.executors.base import ExecutorError
 from aifactory.shared.executors.factory import make_executor
-from aifactory.shared.executors.local import LocalExecutor
 from aifactory.shared.natsd import EmbeddedNats
-from aifactory.shared.settings import ExecutorKind, Settings
+from aifactory.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +152,10 @@ class Stack:
         return notes
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.settings.executor is ExecutorKind.LOCAL:
-            # Local jobs are this machine's processes: they end with the stack (SLURM jobs
-            # are the cluster's and outlive it; the next start reconciles them).
-            executor = make_executor(self.settings)
-            assert isinstance(executor, LocalExecutor)
-            with contextlib.suppress(ExecutorError, OSError):
-                asyncio.run(_cancel_all(executor))
+        try:
+            asyncio.run(make_executor(self.settings).stop_with_stack())
+        except (ExecutorError, OSError) as exc:
+            log.warning("could not stop the executor's jobs: %s", exc)
         for child in self.children:
             if child.proc is not None and child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
@@ -183,11 +179,6 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-async def _cancel_all(executor: LocalExecutor) -> None:
-    for job_id in await executor.active_jobs():
-        await executor.cancel(job_id)
 
 
 def _module_exists(module: str) -> bool:

@@ -8,12 +8,11 @@ Nested values use ``__`` in env var names, e.g. ``AIFACTORY_SLURM__PARTITION=gpu
 from __future__ import annotations
 
 import os
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,11 +25,6 @@ from pydantic_settings import (
 PACKAGE_ROOT = Path(__file__).absolute().parent.parent
 #: The checkout (or site-packages) the package sits in: where provenance looks for git.
 REPO_ROOT = PACKAGE_ROOT.parent
-
-
-class ExecutorKind(StrEnum):
-    LOCAL = "local"
-    SLURM = "slurm"
 
 
 class SlurmSettings(BaseModel):
@@ -66,7 +60,8 @@ class Settings(BaseSettings):
     #: Where each job gets a folder with its rendered script and output. Must be visible to
     #: compute nodes when the executor is ``slurm`` (a shared file system on real clusters).
     jobs_dir: Path | None = None
-    executor: ExecutorKind = ExecutorKind.LOCAL
+    #: A registered executor's name (``local``, ``slurm``, or a plugin's).
+    executor: str = "local"
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
 
     #: Job-state polling: first interval, and the ceiling the back-off grows to.
@@ -92,6 +87,14 @@ class Settings(BaseSettings):
 
     #: Where the client service keeps each benchmark's results (summary, records, CSV).
     benchmarks_dir: Path | None = None
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, name: str) -> str:
+        from aifactory.shared.executors.base import EXECUTORS  # the registry imports settings
+
+        EXECUTORS.get(name)  # raises with the known names
+        return name
 
     @property
     def effective_benchmarks_dir(self) -> Path:

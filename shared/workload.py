@@ -15,14 +15,6 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
-class BackendKind(StrEnum):
-    """The HTTP API the target speaks."""
-
-    OPENAI_COMPLETIONS = "openai_completions"
-    OPENAI_CHAT = "openai_chat"
-    OLLAMA_GENERATE = "ollama_generate"
-
-
 class ProfileKind(StrEnum):
     """How requests are issued over time (closed loop, open loop, or a sweep of both)."""
 
@@ -123,7 +115,9 @@ class BenchConfig(_Strict):
     """
 
     target: str = Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$", max_length=2000)
-    backend: BackendKind = BackendKind.OPENAI_COMPLETIONS
+    #: The API the target speaks: a registered load-generator backend (``openai_completions``,
+    #: ``openai_chat``, ``ollama_generate``, or a plugin's); checked where the load starts.
+    backend: str = Field(default="openai_completions", pattern=r"^[a-z][a-z0-9_+-]{0,31}$")
     #: Model name sent in requests; ``None`` asks the target (first model it lists).
     model: str | None = None
     api_key: SecretStr | None = None

@@ -24,7 +24,6 @@ from rich.table import Table
 
 from aifactory.cli.targets import TargetNotFound, resolve_target
 from aifactory.loadgen import (
-    BackendKind,
     BenchConfig,
     BenchResult,
     DatasetFormat,
@@ -34,9 +33,11 @@ from aifactory.loadgen import (
     run_benchmark,
     write_results,
 )
+from aifactory.loadgen.backends import backend_class
 from aifactory.report import ReportError
 from aifactory.report.cli import report_command
 from aifactory.shared.messages.base import ID_PATTERN
+from aifactory.shared.plugins import ExtensionError
 from aifactory.shared.settings import load_settings
 from aifactory.shared.states import BenchState
 
@@ -147,15 +148,28 @@ def _loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
+def _known_backend(name: str) -> str:
+    try:
+        backend_class(name)
+    except ExtensionError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return name
+
+
 @bench_app.command("run")
 def run_command(
     target: Annotated[
         str,
         typer.Option(help="Base URL (http://h:8000) or the id of a running deployed service."),
     ],
-    backend: Annotated[BackendKind, typer.Option(help="API to speak.")] = (
-        BackendKind.OPENAI_COMPLETIONS
-    ),
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="API to speak: a registered backend (openai_completions, openai_chat, "
+            "ollama_generate, or a plugin's).",
+            callback=_known_backend,
+        ),
+    ] = "openai_completions",
     model: Annotated[str | None, typer.Option(help="Model name (default: first listed).")] = None,
     profile: Annotated[ProfileKind, typer.Option(rich_help_panel=_LOAD)] = (
         ProfileKind.SYNCHRONOUS

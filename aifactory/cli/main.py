@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -13,10 +12,10 @@ from typing import Annotated
 
 import typer
 
-from aifactory.cli import recipes, services
+from aifactory.cli import bench, experiment, recipes, services, simulate
 from aifactory.cli.common import console, fail, settings
 from aifactory.shared.catalogue import asyncapi_document
-from aifactory.shared.settings import ExecutorKind
+from aifactory.shared.executors.factory import executor_names
 from aifactory.stack import Stack, StackError
 
 app = typer.Typer(
@@ -29,15 +28,8 @@ app.add_typer(recipes.app, name="recipes")
 app.add_typer(services.app, name="services")
 app.command()(services.deploy)
 
-# Commands contributed by other modules register themselves when present.
-for _module in ("simulate", "bench", "experiment"):
-    try:
-        _mod = importlib.import_module(f"aifactory.cli.{_module}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"aifactory.cli.{_module}":
-            raise
-        continue
-    _mod.register(app)
+for _commands in (simulate, bench, experiment):
+    _commands.register(app)
 
 
 @app.command()
@@ -55,15 +47,20 @@ def asyncapi(
 @app.command()
 def up(
     executor: Annotated[
-        ExecutorKind | None,
-        typer.Option(help="Where jobs run (default: AIFACTORY_EXECUTOR, else local)."),
+        str | None,
+        typer.Option(
+            help="Where jobs run: a registered executor (local, slurm, …; default: "
+            "AIFACTORY_EXECUTOR, else local)."
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start the embedded NATS and the services in the foreground; Ctrl-C stops all."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     if executor is not None:
-        os.environ["AIFACTORY_EXECUTOR"] = executor.value  # the services read it at start
+        if executor not in executor_names():
+            raise fail(f"--executor: unknown executor {executor!r}; known: {executor_names()}")
+        os.environ["AIFACTORY_EXECUTOR"] = executor  # the services read it at start
     cfg = settings()
     stack = Stack(cfg)
     stopping = False

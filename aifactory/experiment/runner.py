@@ -260,7 +260,7 @@ class ExperimentRunner:
             "recipe": self.spec.service.recipe,
             "overrides": self.spec.service.overrides,
             "service id": outcome.service_id,
-            "executor": self.settings.executor.value,
+            "executor": self.settings.executor,
             "outcome": "ok" if outcome.ok else (outcome.error or "some workloads failed"),
         }
         if dirs:

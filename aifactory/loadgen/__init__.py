@@ -28,7 +28,6 @@ from aifactory.loadgen.results import (
 from aifactory.loadgen.runner import run_benchmark
 from aifactory.loadgen.workers import run_worker, worker_process_main
 from aifactory.shared.workload import (
-    BackendKind,
     BenchConfig,
     DatasetConfig,
     DatasetFormat,
@@ -39,7 +38,6 @@ from aifactory.shared.workload import (
 )
 
 __all__ = [
-    "BackendKind",
     "BenchConfig",
     "BenchResult",
     "BenchSummary",

@@ -11,15 +11,16 @@ from __future__ import annotations
 import orjson
 
 from aifactory.loadgen.backends import Backend, backend_class, make_backend
-from aifactory.loadgen.backends.endpoint import base_url_for
 from aifactory.loadgen.datasets.base import Prompt
 from aifactory.loadgen.errors import (
+    ConfigError,
     InvalidResponseError,
     PreflightError,
     ServerStreamError,
     StreamCutError,
 )
 from aifactory.loadgen.transport import ConnectionLostError, HttpClient, HttpProtocolError
+from aifactory.shared.plugins import ExtensionError
 from aifactory.shared.workload import BenchConfig
 
 PREFLIGHT_TIMEOUT_S = 30.0
@@ -107,10 +108,13 @@ async def _probe(client: HttpClient, backend: Backend, hint: str) -> None:
 
 async def preflight(config: BenchConfig) -> BenchConfig:
     """Check the target; return the config with ``model`` resolved. Raises PreflightError."""
-    base = base_url_for(config.target, config.backend)
-    cls = backend_class(config.backend)
+    try:
+        cls = backend_class(config.backend)
+    except ExtensionError as exc:
+        raise ConfigError(f"backend: {exc}") from None
+    base = cls.base_url(config.target)
     api_key = config.api_key.get_secret_value() if config.api_key else None
-    hint = f"(is --backend {config.backend.value} right for this target?)"
+    hint = f"(is --backend {config.backend} right for this target?)"
     async with HttpClient(base, timeout_s=PREFLIGHT_TIMEOUT_S, api_key=api_key) as client:
         model = config.model
         if model is None:

@@ -93,7 +93,7 @@ def assemble_result(
     summary = BenchSummary(
         state=BenchState.CANCELLED if cancelled else BenchState.COMPLETED,
         target=config.target,
-        backend=config.backend.value,
+        backend=config.backend,
         model=config.model,
         config=config,
         started_at=started_at,

@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import multiprocessing
 import resource
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
 
-from aifactory.loadgen.backends import make_backend
-from aifactory.loadgen.backends.endpoint import base_url_for
+from aifactory.loadgen.backends import BACKENDS, backend_class, make_backend
 from aifactory.loadgen.datasets import make_prompt_source
 from aifactory.loadgen.datasets.tokens import TokenCounter
 from aifactory.loadgen.engine import LoadEngine
@@ -90,7 +90,7 @@ async def run_worker(
     )
     api_key = cfg.api_key.get_secret_value() if cfg.api_key else None
     raise_fd_limit(spec.plan.pool_size)
-    base_url = base_url_for(cfg.target, cfg.backend)
+    base_url = backend_class(cfg.backend).base_url(cfg.target)
     async with HttpClient(base_url, timeout_s=cfg.request_timeout_s, api_key=api_key) as client:
         engine = LoadEngine(
             spec.plan,
@@ -158,12 +158,22 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return uvloop.new_event_loop
 
 
-def worker_process_main(spec_json: str, conn: Connection) -> None:
-    """Entry point of a spawned worker process."""
+def worker_process_main(
+    spec_json: str, conn: Connection, extension_modules: Sequence[str] = ()
+) -> None:
+    """Entry point of a spawned worker process.
+
+    ``extension_modules`` are the modules that registered backends in the parent (a
+    spawned child starts from a fresh interpreter): importing them gives the child the same
+    registry, including backends defined outside this package.
+    """
     # Ctrl-C reaches the whole process group: the parent turns it into a graceful stop
     # message; a worker dying of KeyboardInterrupt would lose its records instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        for module in extension_modules:
+            if module != "__main__":
+                importlib.import_module(module)
         spec = WorkerSpec.model_validate_json(spec_json)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(_child_main(spec, conn))
@@ -240,7 +250,7 @@ class ProcessWorkers:
                 parent_conn, child_conn = ctx.Pipe(duplex=True)
                 proc = ctx.Process(
                     target=worker_process_main,
-                    args=(spec_json(spec), child_conn),
+                    args=(spec_json(spec), child_conn, BACKENDS.modules()),
                     name=f"loadgen-worker-{spec.worker_id}",
                     daemon=True,
                 )

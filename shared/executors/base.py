@@ -2,6 +2,8 @@
 
 Modelled on submitit/dask-jobqueue: one small abstract class, one short module per
 scheduler. Every method is async because the remote variant (SLURM over SSH) does I/O.
+A scheduler is one module: ``class Mine(Executor, name="mine")`` registers it, and
+``from_settings`` builds it; ``AIFACTORY_EXECUTOR=mine`` then selects it everywhere.
 ``states`` takes *all* tracked job ids and must cost one scheduler query, however many ids:
 a poller with 200 jobs must not run 200 ``squeue`` calls.
 """
@@ -13,9 +15,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from aifactory.shared.plugins import Registry
 from aifactory.shared.states import JobState
+
+if TYPE_CHECKING:
+    from aifactory.shared.settings import Settings
 
 #: Job names become file names and ``--job-name`` values: keep them boring.
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -23,6 +29,24 @@ JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 class ExecutorError(RuntimeError):
     """A scheduler command failed; the message says which command and what it printed."""
+
+
+class SchedulerCommandError(ExecutorError):
+    """A scheduler command exited non-zero: the command, its exit code and what it printed.
+
+    The message carries all four so the log line alone says what to fix; the attributes let
+    a caller tell "already gone" from a real failure without parsing the message.
+    """
+
+    def __init__(self, cmd: Sequence[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.cmd = list(cmd)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        super().__init__(
+            f"command {' '.join(self.cmd)!r} failed with exit code {returncode}\n"
+            f"stdout: {stdout.strip()[:2000]}\nstderr: {stderr.strip()[:2000]}"
+        )
 
 
 class InvalidJobName(ExecutorError, ValueError):
@@ -63,7 +87,19 @@ class SubmittedJob:
 class Executor(abc.ABC):
     """Submit, observe and cancel batch jobs."""
 
+    #: The name settings and the CLI select this executor by (``AIFACTORY_EXECUTOR``).
     kind: ClassVar[str]
+
+    def __init_subclass__(cls, name: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if name is not None:
+            cls.kind = name
+            EXECUTORS.register(name, cls, origin=cls.__module__)
+
+    @classmethod
+    @abc.abstractmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """Build the executor from the site settings (``aifactory up``, services, CLI)."""
 
     @abc.abstractmethod
     async def submit(self, script: str, name: str, workdir: Path) -> SubmittedJob:
@@ -125,5 +161,14 @@ class Executor(abc.ABC):
             return b"", offset
         return data, offset + len(data)
 
+    async def stop_with_stack(self) -> None:  # noqa: B027 - a scheduler's jobs outlive us
+        """Cancel the jobs that must not outlive ``aifactory up`` (the ``local`` executor's
+        processes). A real scheduler's jobs are the cluster's: the next start reconciles."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook, most executors hold nothing
         """Release connections (the SSH executor keeps one open)."""
+
+
+#: Every executor by name: the built-ins in this package, then ``aifactory.executors``
+#: entry points of installed distributions.
+EXECUTORS: Registry[type[Executor]] = Registry("executors", "aifactory.shared.executors")

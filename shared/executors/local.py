@@ -45,6 +45,7 @@ from aifactory.shared.executors.local_runner import (
     spec_path,
     write_atomic,
 )
+from aifactory.shared.settings import Settings
 from aifactory.shared.states import JobState
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,13 @@ LOCAL_NODES = ("127.0.0.1",)
 LAUNCH_TIMEOUT = 60.0
 
 
-class LocalExecutor(Executor):
+class LocalExecutor(Executor, name="local"):
     """Run batch scripts on this machine with SLURM's file naming and environment."""
 
-    kind = "local"
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalExecutor:
+        """Job records live under ``state_dir/local-executor``."""
+        return cls(settings.state_dir / "local-executor")
 
     def __init__(self, state_dir: Path, launch_timeout: float = LAUNCH_TIMEOUT) -> None:
         self.state_dir = state_dir
@@ -210,6 +214,11 @@ class LocalExecutor(Executor):
         specs = [p.name.split(".", 1)[0] for p in self.jobs_dir.glob("*.spec.json")]
         states = await self.states(specs)
         return [job_id for job_id, status in states.items() if not status.state.is_terminal]
+
+    async def stop_with_stack(self) -> None:
+        """Local jobs are this machine's processes: they end with the stack."""
+        for job_id in await self.active_jobs():
+            await self.cancel(job_id)
 
     async def find_by_name(self, name: str) -> list[str]:
         check_job_name(name)

@@ -17,13 +17,13 @@ import logging
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from aifactory.shared.executors.base import (
     Executor,
     ExecutorError,
     JobStatus,
+    SchedulerCommandError,
     SubmittedJob,
     check_job_name,
 )
@@ -35,6 +35,7 @@ from aifactory.shared.executors.slurm_states import (
     parse_sacct_line,
     parse_squeue_line,
 )
+from aifactory.shared.settings import Settings
 from aifactory.shared.states import JobState
 
 log = logging.getLogger(__name__)
@@ -45,17 +46,13 @@ _ALREADY_GONE = ("already completing or completed", "invalid job id", "job has a
 _NO_ACCOUNTING = ("accounting storage is disabled", "accounting_storage/none")
 
 
-@dataclass(frozen=True, slots=True)
-class CommandResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-class SlurmExecutor(Executor):
+class SlurmExecutor(Executor, name="slurm"):
     """Submit and watch batch jobs with the SLURM commands found on this host."""
 
-    kind = "slurm"
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SlurmExecutor:
+        """Commands from ``settings.slurm.bin_dir`` first, then PATH."""
+        return cls(settings.slurm.bin_dir)
 
     def __init__(
         self,
@@ -92,8 +89,13 @@ class SlurmExecutor(Executor):
         self._resolved[name] = found
         return found
 
-    async def _run(self, name: str, *args: str) -> CommandResult:
-        """Run one scheduler command with a timeout; kill it when the timeout passes."""
+    async def _call(self, name: str, *args: str) -> str:
+        """Run one scheduler command (argument list, no shell, with a timeout): its stdout.
+
+        Every scheduler command goes through here. A non-zero exit raises
+        :class:`SchedulerCommandError` with the command, exit code, stdout and stderr; a
+        command that does not answer in time is killed and raises :class:`ExecutorError`.
+        """
         program = self._resolve(name)
         self.calls[name] += 1
         try:
@@ -115,10 +117,10 @@ class SlurmExecutor(Executor):
                 f"{name} did not answer within {self.command_timeout:g} s (killed); "
                 "is slurmctld up? (`sinfo`, the slurmctld log)"
             ) from None
-        assert proc.returncode is not None
-        return CommandResult(
-            proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-        )
+        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+        if proc.returncode:
+            raise SchedulerCommandError([name, *args], proc.returncode, stdout, stderr)
+        return stdout
 
     # -- Executor ---------------------------------------------------------------------------
 
@@ -127,7 +129,7 @@ class SlurmExecutor(Executor):
         script_path = self.write_script(script, name, workdir)
         # sbatch expands %-patterns in file names: a literal % in the directory is %%.
         pattern_dir = str(workdir).replace("%", "%%")
-        result = await self._run(
+        stdout = await self._call(
             "sbatch",
             "--parsable",
             f"--job-name={name}",
@@ -135,18 +137,10 @@ class SlurmExecutor(Executor):
             f"--chdir={workdir}",
             str(script_path),
         )
-        if result.returncode != 0:
-            raise ExecutorError(
-                f"sbatch refused job {name!r} (exit {result.returncode}): "
-                f"{result.stderr.strip() or result.stdout.strip()}"
-            )
-        lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+        lines = [line.strip() for line in stdout.splitlines() if line.strip()]
         job_id, _, cluster = (lines[-1] if lines else "").partition(";")
         if not is_job_id(job_id):
-            raise ExecutorError(
-                f"sbatch accepted job {name!r} but printed no job id: {result.stdout!r} "
-                f"{result.stderr!r}"
-            )
+            raise ExecutorError(f"sbatch accepted job {name!r} but printed no job id: {stdout!r}")
         extra = {"cluster": cluster} if cluster else {}
         return SubmittedJob(
             job_id=job_id,
@@ -160,17 +154,13 @@ class SlurmExecutor(Executor):
         wanted = list(dict.fromkeys(job_ids))
         if not wanted:
             return {}
-        result = await self._run(
+        # A failure raises: "no answer" must never read as "every job vanished".
+        stdout = await self._call(
             "squeue", "--noheader", "--states=all", f"--user={self.user}", "-O", SQUEUE_FORMAT
         )
-        if result.returncode != 0:
-            raise ExecutorError(
-                f"squeue failed (exit {result.returncode}): {result.stderr.strip()}; "
-                "job states unknown, retry later"
-            )
         wanted_set = set(wanted)
         found: dict[str, JobStatus] = {}
-        for line in result.stdout.splitlines():
+        for line in stdout.splitlines():
             if not line.strip():
                 continue
             try:
@@ -192,9 +182,17 @@ class SlurmExecutor(Executor):
         valid = [job_id for job_id in job_ids if is_job_id(job_id)]
         if valid and self.sacct_available is not False:
             try:
-                result = await self._run(
+                stdout = await self._call(
                     "sacct", "-X", "-n", "-P", "-o", SACCT_FORMAT, "-j", ",".join(valid)
                 )
+            except SchedulerCommandError as exc:
+                if any(text in exc.stderr.lower() for text in _NO_ACCOUNTING):
+                    self.sacct_available = False
+                    log.info("SLURM accounting is disabled: forgotten jobs become vanished")
+                    why = "not in squeue and accounting is disabled"
+                else:
+                    why = f"not in squeue; sacct failed: {exc.stderr.strip()}"
+                    log.warning("%s", exc)
             except ExecutorError as exc:
                 # sacct missing (not installed) counts as "no accounting"; a timeout does not.
                 if "not found" in str(exc):
@@ -202,24 +200,16 @@ class SlurmExecutor(Executor):
                 log.warning("sacct unavailable: %s", exc)
                 why = f"not in squeue; sacct failed: {exc}"
             else:
-                if result.returncode == 0:
-                    self.sacct_available = True
-                    for line in result.stdout.splitlines():
-                        if not line.strip():
-                            continue
-                        try:
-                            status = parse_sacct_line(line)
-                        except SlurmParseError as exc:
-                            log.warning("ignoring sacct output line: %s", exc)
-                            continue
-                        resolved.setdefault(status.job_id, status)
-                elif any(text in result.stderr.lower() for text in _NO_ACCOUNTING):
-                    self.sacct_available = False
-                    log.info("SLURM accounting is disabled: forgotten jobs become vanished")
-                    why = "not in squeue and accounting is disabled"
-                else:
-                    why = f"not in squeue; sacct failed: {result.stderr.strip()}"
-                    log.warning("sacct failed (exit %s): %s", result.returncode, result.stderr)
+                self.sacct_available = True
+                for line in stdout.splitlines():
+                    if not line.strip():
+                        continue
+                    try:
+                        status = parse_sacct_line(line)
+                    except SlurmParseError as exc:
+                        log.warning("ignoring sacct output line: %s", exc)
+                        continue
+                    resolved.setdefault(status.job_id, status)
         elif self.sacct_available is False:
             why = "not in squeue and accounting is disabled"
         for job_id in job_ids:
@@ -229,7 +219,7 @@ class SlurmExecutor(Executor):
 
     async def find_by_name(self, name: str) -> list[str]:
         check_job_name(name)
-        result = await self._run(
+        stdout = await self._call(
             "squeue",
             "--noheader",
             "--states=all",
@@ -237,21 +227,15 @@ class SlurmExecutor(Executor):
             f"--name={name}",
             "--format=%i",
         )
-        if result.returncode != 0:
-            raise ExecutorError(f"squeue --name={name} failed: {result.stderr.strip()}")
-        ids = [line.strip() for line in result.stdout.splitlines() if is_job_id(line.strip())]
+        ids = [line.strip() for line in stdout.splitlines() if is_job_id(line.strip())]
         return sorted(ids, key=int)
 
     async def cancel(self, job_id: str) -> None:
         if not is_job_id(job_id):
             raise ExecutorError(f"{job_id!r} is not a SLURM job id (digits, e.g. '1234')")
-        result = await self._run("scancel", job_id)
-        if result.returncode == 0:
-            return
-        message = result.stderr.strip().lower()
-        if any(text in message for text in _ALREADY_GONE):
-            log.debug("scancel %s: job already gone (%s)", job_id, result.stderr.strip())
-            return
-        raise ExecutorError(
-            f"scancel {job_id} failed (exit {result.returncode}): {result.stderr.strip()}"
-        )
+        try:
+            await self._call("scancel", job_id)
+        except SchedulerCommandError as exc:
+            if not any(text in exc.stderr.lower() for text in _ALREADY_GONE):
+                raise
+            log.debug("scancel %s: job already gone (%s)", job_id, exc.stderr.strip())

@@ -7,7 +7,7 @@ entry point; everything it raises is a :class:`RecipeError` naming the field pat
 from __future__ import annotations
 
 from aifactory.shared.recipes.errors import FieldError, RecipeError
-from aifactory.shared.recipes.fields import ApptainerMode, Category, Runtime, TemplateName
+from aifactory.shared.recipes.fields import ApptainerMode, Category, Runtime
 from aifactory.shared.recipes.loader import (
     RecipeRef,
     list_recipes,
@@ -43,7 +43,6 @@ __all__ = [
     "Replicas",
     "Resources",
     "Runtime",
-    "TemplateName",
     "deep_merge",
     "list_recipes",
     "load_recipe",

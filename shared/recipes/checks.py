@@ -9,19 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aifactory.shared.recipes.fields import (
-    SECRET_NAME_RE,
-    ApptainerMode,
-    Category,
-    Runtime,
-    TemplateName,
-)
+from aifactory.shared.plugins import ExtensionError
+from aifactory.shared.recipes.fields import SECRET_NAME_RE, ApptainerMode, Category, Runtime
 from aifactory.shared.recipes.placeholders import allowed_names, unknown_placeholders
+from aifactory.shared.recipes.templates import Problem, template_named
 
 if TYPE_CHECKING:
     from aifactory.shared.recipes.schema import Recipe
-
-Problem = tuple[str, str]
 
 
 def cross_field_problems(recipe: Recipe) -> list[Problem]:
@@ -35,12 +29,20 @@ def cross_field_problems(recipe: Recipe) -> list[Problem]:
     ]
 
 
+def _runs_command(r: Recipe) -> bool:
+    try:
+        return template_named(r.template_name).runs_command
+    except ExtensionError:
+        return True  # reported by _template
+
+
 def _runtime(r: Recipe) -> list[Problem]:
     out: list[Problem] = []
     if r.runtime is Runtime.APPTAINER:
         if r.image is None:
             out.append(("image", "required when runtime is apptainer (e.g. docker://repo:tag)"))
-        needs_command = r.apptainer.mode is ApptainerMode.EXEC and not r.template_name.is_vllm
+        runs_command = _runs_command(r)
+        needs_command = r.apptainer.mode is ApptainerMode.EXEC and runs_command
         if needs_command and not r.command:
             out.append(("command", "required with apptainer.mode exec: the program to run"))
     else:
@@ -48,65 +50,18 @@ def _runtime(r: Recipe) -> list[Problem]:
             out.append(("image", "only used with runtime apptainer; remove it for native"))
         if r.apptainer != type(r.apptainer)():
             out.append(("apptainer", "only used with runtime apptainer; remove it for native"))
-        if not r.command and not r.template_name.is_vllm:
+        if not r.command and _runs_command(r):
             out.append(("command", "required with runtime native: the program and its args"))
     return out
 
 
 def _template(r: Recipe) -> list[Problem]:
-    out: list[Problem] = []
-    name = r.template_name
-    if name.is_vllm:
-        if not r.model:
-            out.append(("model", f"required by template {name.value} (passed to vllm serve)"))
-        if r.command is not None:
-            out.append(
-                (
-                    "command",
-                    f"not used by template {name.value}, which runs 'vllm serve' with model "
-                    "and extra_args; remove it or choose template inference",
-                )
-            )
-    if name is TemplateName.VLLM_REPLICAS:
-        if r.replicas is None:
-            out.append(("replicas", "required by template vllm-replicas"))
-        else:
-            per = r.replicas.gpu_per_replica
-            if r.resources.gpu < per or r.resources.gpu % per:
-                out.append(
-                    (
-                        "resources.gpu",
-                        f"must be a positive multiple of replicas.gpu_per_replica ({per}), "
-                        f"got {r.resources.gpu}",
-                    )
-                )
-            elif r.replicas.base_port + r.replica_count - 1 > 65535:
-                out.append(("replicas.base_port", "replica ports would pass 65535"))
-    elif r.replicas is not None:
-        out.append(("replicas", "only used by template vllm-replicas"))
-    if r.resources.tasks_per_node != 1 and name is not TemplateName.LOADGEN:
-        out.append(
-            (
-                "resources.tasks_per_node",
-                f"template {name.value} runs one task per node; only loadgen runs several",
-            )
-        )
-    if name is TemplateName.VLLM_MULTINODE:
-        if r.resources.nodes < 2:
-            out.append(("resources.nodes", "template vllm-multinode needs at least 2 nodes"))
-        if not r.distributed.ray:
-            out.append(("distributed.ray", "template vllm-multinode needs ray: true"))
-    else:
-        if r.resources.nodes != 1 and name is not TemplateName.LOADGEN:
-            out.append(
-                (
-                    "resources.nodes",
-                    f"template {name.value} runs on one node; use vllm-multinode for more",
-                )
-            )
-        if r.distributed.ray:
-            out.append(("distributed.ray", "only supported by template vllm-multinode"))
-    return out
+    """The selected template exists, and its own rules hold (see its module)."""
+    try:
+        template = template_named(r.template_name)
+    except ExtensionError as exc:
+        return [("template", str(exc))]
+    return template.problems(r)
 
 
 def _parallelism(r: Recipe) -> list[Problem]:

@@ -48,20 +48,8 @@ class ApptainerMode(StrEnum):
     RUN = "run"
 
 
-class TemplateName(StrEnum):
-    """Script templates under ``shared/render/templates`` (``<value>.sh.j2``)."""
-
-    SERVICE = "service"
-    INFERENCE = "inference"
-    VLLM = "vllm"
-    VLLM_REPLICAS = "vllm-replicas"
-    VLLM_MULTINODE = "vllm-multinode"
-    #: Load-generator workers: ``resources.tasks_per_node`` processes per node (client).
-    LOADGEN = "loadgen"
-
-    @property
-    def is_vllm(self) -> bool:
-        return self in (TemplateName.VLLM, TemplateName.VLLM_REPLICAS, TemplateName.VLLM_MULTINODE)
+#: A registered script template's name (see :mod:`aifactory.shared.recipes.templates`).
+TemplateName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_+-]{0,31}$")]
 
 
 def _no_dotdot(value: str) -> str:

@@ -41,6 +41,7 @@ from aifactory.shared.recipes.fields import (
     TimeLimit,
     Version,
 )
+from aifactory.shared.recipes.templates import ScriptTemplate, template_named
 
 
 class _Strict(BaseModel):
@@ -169,12 +170,17 @@ class Recipe(_Strict):
         return f"{self.category.value}/{self.name}"
 
     @property
-    def template_name(self) -> TemplateName:
+    def template_name(self) -> str:
         if self.template is not None:
             return self.template
         if self.category is Category.INFERENCE:
-            return TemplateName.INFERENCE
-        return TemplateName.SERVICE
+            return "inference"
+        return "service"
+
+    @property
+    def script_template(self) -> ScriptTemplate:
+        """The registered template; the validator has checked that it exists."""
+        return template_named(self.template_name)
 
     @property
     def main_port(self) -> int:

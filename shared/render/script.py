@@ -23,10 +23,12 @@ import jinja2
 from pydantic import BaseModel, ConfigDict
 
 from aifactory.shared.executors.base import InvalidJobName, check_job_name
-from aifactory.shared.recipes.fields import SECRET_NAME_RE, TemplateName
+from aifactory.shared.plugins import ExtensionError
+from aifactory.shared.recipes.fields import SECRET_NAME_RE
 from aifactory.shared.recipes.fields import Runtime as RecipeRuntime
 from aifactory.shared.recipes.placeholders import substitute
 from aifactory.shared.recipes.schema import Recipe
+from aifactory.shared.recipes.templates import TEMPLATES
 from aifactory.shared.render.shell import (
     SHELL_NAME_RE,
     RenderError,
@@ -62,7 +64,14 @@ def environment() -> jinja2.Environment:
     open a Jinja comment.
     """
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("aifactory.shared.render", "templates"),
+        # Registered templates (built-in or a plugin's, wherever their file lives), then the
+        # partials they extend and include.
+        loader=jinja2.ChoiceLoader(
+            [
+                jinja2.FunctionLoader(_registered_source),
+                jinja2.PackageLoader("aifactory.shared.render", "templates"),
+            ]
+        ),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # noqa: S701 - shell, not HTML: finalize quotes every value
         keep_trailing_newline=True,
@@ -154,7 +163,7 @@ def _context(
         "recipe": recipe,
         "r": res,
         "d": recipe.distributed,
-        "template": recipe.template_name.value,
+        "template": recipe.template_name,
         "runtime_template": f"{runtime}.sh.j2",
         "job_name": job_name,
         "service_id": service_id,
@@ -199,13 +208,19 @@ def render_script(
     try:
         return template.render(context)
     except jinja2.TemplateError as exc:
-        raise RenderError("template", f"{recipe.template_name.value}.sh.j2: {exc}") from exc
+        raise RenderError("template", f"{recipe.template_name}.sh.j2: {exc}") from exc
 
 
-def template_for(name: TemplateName) -> jinja2.Template:
+def _registered_source(file_name: str) -> str | None:
+    for name in TEMPLATES.names():
+        template = TEMPLATES.get(name)
+        if template.file_name == file_name:
+            return template.jinja_source()
+    return None
+
+
+def template_for(name: str) -> jinja2.Template:
     try:
-        return environment().get_template(f"{name.value}.sh.j2")
-    except jinja2.TemplateNotFound as exc:
-        raise RenderError(
-            "template", f"no template {exc.name!r} in aifactory.shared.render"
-        ) from exc
+        return environment().get_template(TEMPLATES.get(name).file_name)
+    except (ExtensionError, jinja2.TemplateNotFound) as exc:
+        raise RenderError("template", str(exc)) from exc

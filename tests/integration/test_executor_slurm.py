@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from aifactory.shared.executors.base import ExecutorError, JobStatus
+from aifactory.shared.executors.base import ExecutorError, JobStatus, SchedulerCommandError
 from aifactory.shared.executors.slurm import SlurmExecutor
 from aifactory.shared.states import JobState
 from tests.conftest import need, need_tool
@@ -125,8 +125,12 @@ async def test_gpu_partition_and_gres(executor: SlurmExecutor, tmp_path: Path) -
 
 async def test_refused_submission_is_an_error(executor: SlurmExecutor, tmp_path: Path) -> None:
     script = BASH + "#SBATCH -p gpu\n#SBATCH --gres=gpu:64\ntrue\n"
-    with pytest.raises(ExecutorError, match="sbatch refused job 'too-many-gpus'"):
+    with pytest.raises(SchedulerCommandError) as caught:
         await executor.submit(script, "too-many-gpus", tmp_path)
+    error = caught.value
+    assert error.cmd[0] == "sbatch" and "--job-name=too-many-gpus" in error.cmd
+    assert error.returncode != 0 and "node configuration is not available" in error.stderr
+    assert "sbatch" in str(error) and str(error.returncode) in str(error)
 
 
 def make_shim(bin_dir: Path, name: str, body: str) -> Path:
@@ -180,7 +184,7 @@ async def test_squeue_failure_raises_for_back_off(tmp_path: Path) -> None:
         tmp_path / "bin", "squeue", 'echo "slurm_load_jobs error: Unable to contact" >&2\nexit 1'
     )
     executor = SlurmExecutor(bin_dir=tmp_path / "bin")
-    with pytest.raises(ExecutorError, match=r"squeue failed.*Unable to contact"):
+    with pytest.raises(SchedulerCommandError, match=r"(?s)squeue.*exit code 1.*Unable to contact"):
         await executor.states(["1"])
 
 

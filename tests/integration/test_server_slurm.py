@@ -22,7 +22,7 @@ from aifactory.shared.executors.slurm import SlurmExecutor
 from aifactory.shared.messages import DeployRequested
 from aifactory.shared.natsd import EmbeddedNats, free_port
 from aifactory.shared.registry import KVRegistry, ServiceRecord
-from aifactory.shared.settings import ExecutorKind, Settings
+from aifactory.shared.settings import Settings
 from aifactory.shared.states import JobState, ServiceState
 from tests.conftest import need
 from tests.integration.server_stack import ServerProcess, wait_for_state, write_test_recipes
@@ -147,7 +147,7 @@ async def test_200_tracked_jobs_cost_one_squeue_per_poll(
         nats_url=nats_server.url,
         state_dir=tmp_path,
         jobs_dir=jobs_dir,
-        executor=ExecutorKind.SLURM,
+        executor="slurm",
     )
     broker = make_broker(settings, name="test")
     await broker.connect()

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from aifactory.shared import subjects
 from aifactory.shared.messages import BenchTarget, DeployRequested
-from aifactory.shared.settings import ExecutorKind, Settings
+from aifactory.shared.settings import Settings
 from aifactory.shared.states import JobState, ServiceState, service_state_for
 
 
@@ -82,7 +82,7 @@ def test_settings_from_yaml_file_and_env_precedence(
     monkeypatch.setenv("AIFACTORY_CONFIG", str(config))
     monkeypatch.setenv("AIFACTORY_POLL_INTERVAL", "0.5")
     settings = Settings()
-    assert settings.executor is ExecutorKind.SLURM
+    assert settings.executor == "slurm"
     assert settings.slurm.partition == "gpu"
     assert settings.poll_interval == 0.5  # the environment wins over the file
     config.write_text("pol_interval: 5\n")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from aifactory.loadgen.backends.endpoint import base_url_for
-from aifactory.shared.workload import BackendKind, BenchConfig, DatasetConfig
+from aifactory.loadgen.backends import backend_class
+from aifactory.shared.workload import BenchConfig, DatasetConfig
 
 
 def _cfg(**kw: object) -> BenchConfig:
@@ -42,6 +42,6 @@ def test_defaults_and_secret() -> None:
 
 
 def test_base_url_drops_v1_for_openai_only() -> None:
-    assert base_url_for("http://h:1/v1/", BackendKind.OPENAI_CHAT) == "http://h:1"
-    assert base_url_for("http://h:1/p", BackendKind.OPENAI_CHAT) == "http://h:1/p"
-    assert base_url_for("http://h:1/v1", BackendKind.OLLAMA_GENERATE) == "http://h:1/v1"
+    assert backend_class("openai_chat").base_url("http://h:1/v1/") == "http://h:1"
+    assert backend_class("openai_chat").base_url("http://h:1/p") == "http://h:1/p"
+    assert backend_class("ollama_generate").base_url("http://h:1/v1") == "http://h:1/v1"

@@ -12,7 +12,6 @@ from aifactory.loadgen.errors import (
     ServerStreamError,
     StreamCutError,
 )
-from aifactory.shared.workload import BackendKind
 
 PROMPT = Prompt(index=3, text="hello there", prompt_tokens=2, output_tokens=7)
 
@@ -33,7 +32,7 @@ COMPLETION_STREAM = _sse(
 
 
 def test_completions_body_asks_for_usage_and_length() -> None:
-    backend = make_backend(BackendKind.OPENAI_COMPLETIONS, "m", stream=True, extra_body={"t": 1})
+    backend = make_backend("openai_completions", "m", stream=True, extra_body={"t": 1})
     body = orjson.loads(backend.body(PROMPT, 7))
     assert body == {
         "model": "m",
@@ -44,17 +43,17 @@ def test_completions_body_asks_for_usage_and_length() -> None:
         "prompt": "hello there",
         "t": 1,
     }
-    chat = make_backend(BackendKind.OPENAI_CHAT, "m", stream=False, ignore_eos=False)
+    chat = make_backend("openai_chat", "m", stream=False, ignore_eos=False)
     body = orjson.loads(chat.body(PROMPT, 7))
     assert body["messages"] == [{"role": "user", "content": "hello there"}]
     assert "stream" not in body and "ignore_eos" not in body
-    ollama = make_backend(BackendKind.OLLAMA_GENERATE, "m", stream=True)
+    ollama = make_backend("ollama_generate", "m", stream=True)
     assert orjson.loads(ollama.body(PROMPT, 7))["options"] == {"num_predict": 7}
 
 
 @pytest.mark.parametrize("step", [1, 2, 7, 1000])
 def test_sse_split_anywhere_gives_same_result(step: int) -> None:
-    backend = make_backend(BackendKind.OPENAI_COMPLETIONS, "m", stream=True)
+    backend = make_backend("openai_completions", "m", stream=True)
     parser = backend.parser()
     data = COMPLETION_STREAM
     for i in range(0, len(data), step):
@@ -68,7 +67,7 @@ def test_sse_split_anywhere_gives_same_result(step: int) -> None:
 
 
 def test_chat_role_chunk_is_not_a_token_reasoning_is() -> None:
-    backend = make_backend(BackendKind.OPENAI_CHAT, "m", stream=True)
+    backend = make_backend("openai_chat", "m", stream=True)
     parser = backend.parser()
     parser.feed(
         _sse(
@@ -86,26 +85,26 @@ def test_chat_role_chunk_is_not_a_token_reasoning_is() -> None:
 
 
 def test_missing_done_is_a_cut() -> None:
-    parser = make_backend(BackendKind.OPENAI_COMPLETIONS, "m", stream=True).parser()
+    parser = make_backend("openai_completions", "m", stream=True).parser()
     parser.feed(_sse([{"choices": [{"text": "a"}]}], done=False), 1)
     with pytest.raises(StreamCutError, match="terminal marker"):
         parser.finish(2)
 
 
 def test_error_object_and_garbage() -> None:
-    parser = make_backend(BackendKind.OPENAI_CHAT, "m", stream=True).parser()
+    parser = make_backend("openai_chat", "m", stream=True).parser()
     with pytest.raises(ServerStreamError, match="overloaded"):
         parser.feed(_sse([{"error": {"message": "overloaded"}}]), 1)
-    parser = make_backend(BackendKind.OPENAI_CHAT, "m", stream=True).parser()
+    parser = make_backend("openai_chat", "m", stream=True).parser()
     with pytest.raises(InvalidResponseError, match="not JSON"):
         parser.feed(b"data: {nope\n\n", 1)
-    parser = make_backend(BackendKind.OPENAI_COMPLETIONS, "m", stream=True).parser()
+    parser = make_backend("openai_completions", "m", stream=True).parser()
     with pytest.raises(InvalidResponseError, match="choices"):
         parser.feed(_sse([{"choices": "x"}]), 1)
 
 
 def test_ollama_ndjson_stream_and_body() -> None:
-    backend = make_backend(BackendKind.OLLAMA_GENERATE, "m", stream=True)
+    backend = make_backend("ollama_generate", "m", stream=True)
     lines = [
         {"response": "a", "done": False},
         {"response": "b", "done": False},
@@ -128,14 +127,14 @@ def test_ollama_ndjson_stream_and_body() -> None:
 
 
 def test_non_streamed_openai_bodies() -> None:
-    comp = make_backend(BackendKind.OPENAI_COMPLETIONS, "m", stream=False)
+    comp = make_backend("openai_completions", "m", stream=False)
     state = comp.parse_body(
         orjson.dumps({"choices": [{"text": "xy"}], "usage": {"completion_tokens": 2}}), 4
     )
     assert state.texts == ["xy"] and state.usage_output == 2 and state.done
     with pytest.raises(InvalidResponseError, match="choices"):
         comp.parse_body(b"{}", 4)
-    chat = make_backend(BackendKind.OPENAI_CHAT, "m", stream=False)
+    chat = make_backend("openai_chat", "m", stream=False)
     state = chat.parse_body(orjson.dumps({"choices": [{"message": {"content": "ok"}}]}), 4)
     assert state.texts == ["ok"] and state.usage_output is None
     with pytest.raises(InvalidResponseError, match="message"):
@@ -143,9 +142,9 @@ def test_non_streamed_openai_bodies() -> None:
 
 
 def test_model_listings() -> None:
-    openai = make_backend(BackendKind.OPENAI_CHAT, "m", stream=True)
+    openai = make_backend("openai_chat", "m", stream=True)
     assert openai.model_names({"data": [{"id": "a"}, {"id": "b"}]}) == ["a", "b"]
     with pytest.raises(InvalidResponseError):
         openai.model_names({"models": []})
-    ollama = make_backend(BackendKind.OLLAMA_GENERATE, "m", stream=True)
+    ollama = make_backend("ollama_generate", "m", stream=True)
     assert ollama.model_names({"models": [{"name": "llama3"}]}) == ["llama3"]

@@ -12,7 +12,6 @@ from aifactory.shared.recipes import (
     FieldError,
     Recipe,
     RecipeError,
-    TemplateName,
     deep_merge,
     list_recipes,
     load_recipe,
@@ -77,7 +76,7 @@ def test_shipped_recipe_loads_and_round_trips(ref: str) -> None:
 def test_shipped_recipe_facts() -> None:
     single = load_recipe("inference/vllm-single-node", ROOT)
     assert (single.template_name, single.resources.gpu, single.main_port) == (
-        TemplateName.VLLM,
+        "vllm",
         1,
         8000,
     )
@@ -96,7 +95,7 @@ def test_shipped_recipe_facts() -> None:
     assert sim.command[:2] == ["aifactory", "simulate"]
     qdrant = load_recipe("vector-db/qdrant", ROOT)
     assert (qdrant.main_port, qdrant.health.path) == (6333, "/readyz")
-    assert qdrant.template_name is TemplateName.SERVICE
+    assert qdrant.template_name == "service"
     chroma = load_recipe("vector-db/chroma", ROOT)
     assert chroma.health.path == "/api/v2/heartbeat" and chroma.runtime.value == "native"
 
@@ -446,9 +445,9 @@ def test_endpoints_main_port_and_ipv6() -> None:
 
 
 def test_default_template_by_category() -> None:
-    assert validate_recipe(MINIMAL).template_name is TemplateName.INFERENCE
+    assert validate_recipe(MINIMAL).template_name == "inference"
     data = minimal(category="vector-db")
-    assert validate_recipe(data).template_name is TemplateName.SERVICE
+    assert validate_recipe(data).template_name == "service"
     assert Category("storage") is Category.STORAGE
 
 

@@ -235,6 +235,10 @@ class FakeExecutor(Executor):
     def __init__(self, status: JobStatus) -> None:
         self.status = status
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> FakeExecutor:
+        raise AssertionError("these tests build the fake themselves")
+
     async def submit(self, script: str, name: str, workdir: Path) -> SubmittedJob:
         raise AssertionError("these tests never submit")
 

@@ -9,7 +9,7 @@ could see them). Text pieces are kept only to count tokens when the server sends
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -19,6 +19,7 @@ from aifactory.loadgen.errors import (
     ServerStreamError,
     StreamCutError,
 )
+from aifactory.shared.plugins import Registry
 
 
 class ResponseState:
@@ -111,12 +112,35 @@ class SseParser(LineParser, ABC):
 
 
 class Backend(ABC):
-    """One HTTP inference API."""
+    """One HTTP inference API; ``class Mine(Backend, name="mine")`` registers it.
 
+    ``--backend mine`` and ``backend: mine`` in a workload then select it everywhere (CLI,
+    API, experiment files, local and remote workers); nothing else needs editing.
+    """
+
+    #: The name workloads select this backend by.
+    name: ClassVar[str]
     #: URL path of the generation endpoint.
-    path: str
+    path: ClassVar[str]
     #: URL path listing models (for model discovery and the pre-flight check).
-    models_path: str
+    models_path: ClassVar[str]
+    #: Users paste OpenAI-style base URLs ending in ``/v1``; a backend whose paths start with
+    #: ``/v1`` strips it from the target so the two do not double up.
+    strips_v1: ClassVar[bool] = False
+
+    def __init_subclass__(cls, name: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if name is not None:
+            cls.name = name
+            BACKENDS.register(name, cls, origin=cls.__module__)
+
+    @classmethod
+    def base_url(cls, target: str) -> str:
+        """Where this backend's paths are appended: ``http://h:8000/v1/`` → ``http://h:8000``."""
+        base = target.rstrip("/")
+        if cls.strips_v1 and base.endswith("/v1"):
+            base = base[: -len("/v1")]
+        return base
 
     def __init__(
         self, model: str, *, stream: bool, ignore_eos: bool, extra_body: dict[str, Any]
@@ -146,3 +170,7 @@ class Backend(ABC):
 
 def usage_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+#: Every backend by name: this package's modules, then ``aifactory.backends`` entry points.
+BACKENDS: Registry[type[Backend]] = Registry("backends", "aifactory.loadgen.backends")

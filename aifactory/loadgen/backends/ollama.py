@@ -39,7 +39,7 @@ class _NdjsonParser(LineParser):
             _handle(self.state, decode_json(line), now_ns)
 
 
-class OllamaGenerate(Backend):
+class OllamaGenerate(Backend, name="ollama_generate"):
     path = "/api/generate"
     models_path = "/api/tags"
 

@@ -41,6 +41,7 @@ def _first_choice(obj: dict[str, Any]) -> dict[str, Any] | None:
 
 class _OpenAIBase(Backend):
     models_path = "/v1/models"
+    strips_v1 = True
 
     def _common(self, max_tokens: int) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens}
@@ -73,7 +74,7 @@ class _CompletionsSse(SseParser):
             _take_usage(self.state, obj)
 
 
-class OpenAICompletions(_OpenAIBase):
+class OpenAICompletions(_OpenAIBase, name="openai_completions"):
     path = "/v1/completions"
 
     def body(self, prompt: Prompt, max_tokens: int) -> bytes:
@@ -118,7 +119,7 @@ class _ChatSse(SseParser):
             _take_usage(self.state, obj)
 
 
-class OpenAIChat(_OpenAIBase):
+class OpenAIChat(_OpenAIBase, name="openai_chat"):
     path = "/v1/chat/completions"
 
     def body(self, prompt: Prompt, max_tokens: int) -> bytes:

@@ -1,1 +1,3 @@
-"""Batch-script templates (``*.sh.j2``); a package only so wheels ship them as package data."""
+"""Batch-script templates: ``*.sh.j2`` files, and one module per recipe-selectable template
+(see :mod:`aifactory.shared.recipes.templates`). Files starting with ``_`` and the
+``base``/``apptainer``/``native`` layers are partials that templates extend or include."""
