@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from aifactory.shared.messages.base import utcnow
+from aifactory.shared.messages.bench import BenchTarget
+from aifactory.shared.messages.deploy import RecipeOverrides
 from aifactory.shared.messages.jobs import Endpoint
+from aifactory.shared.recipes.schema import Recipe
+from aifactory.shared.results import BenchSummary
 from aifactory.shared.states import BenchState, JobState, ServiceState
+from aifactory.shared.workload import Workload
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -45,7 +50,7 @@ class ServiceRecord(BaseModel):
 
     service_id: str
     recipe: str
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    overrides: RecipeOverrides = Field(default_factory=dict)
     request_id: str
     state: ServiceState = ServiceState.PENDING
     job_id: str | None = None
@@ -61,7 +66,7 @@ class ServiceRecord(BaseModel):
     output_path: str | None = None
     #: The validated recipe after overrides, kept so the service can be understood (and
     #: re-resolved) even if the recipe file changes later.
-    spec: dict[str, Any] = Field(default_factory=dict)
+    spec: Recipe | None = None
     cancel_requested: bool = False
     created: datetime = Field(default_factory=utcnow)
     updated: datetime = Field(default_factory=utcnow)
@@ -80,18 +85,36 @@ class ServiceRecord(BaseModel):
             self.ended = utcnow()
 
 
+class TargetNotReady(LookupError):
+    """A benchmark aimed at a service that does not exist or is not running."""
+
+
+def service_urls(service_id: str, record: ServiceRecord | None) -> list[str]:
+    """The base URLs a benchmark of ``service_id`` loads: every endpoint, once it runs.
+
+    The one rule for turning a service id into a target, for the CLI and the client service.
+    """
+    if record is None:
+        raise TargetNotReady(f"no service {service_id!r} (aifactory services ls)")
+    if record.state is not ServiceState.RUNNING or not record.endpoints:
+        raise TargetNotReady(f"service {service_id} is {record.state.value}, not running")
+    return [e.url for e in record.endpoints]
+
+
 class BenchmarkRecord(BaseModel):
+    """What the benchmarks registry knows of one run (secrets masked)."""
+
     model_config = ConfigDict(extra="forbid")
 
     benchmark_id: str
     request_id: str
     state: BenchState = BenchState.PENDING
-    target: dict[str, Any]
+    target: BenchTarget
     target_url: str | None = None
-    workload: dict[str, Any] = Field(default_factory=dict)
+    workload: Workload
     reason: str | None = None
     results_dir: str | None = None
-    summary: dict[str, Any] | None = None
+    summary: BenchSummary | None = None
     created: datetime = Field(default_factory=utcnow)
     updated: datetime = Field(default_factory=utcnow)
 

@@ -1,39 +1,33 @@
-"""Every bus subject and stream name, in one place (design.md §3).
+"""The bus catalogue (design.md §3): every channel declared once, with its contract.
 
-Services never spell a subject inline: a rename is one edit here, and a typo is an
-``AttributeError`` at import time rather than a message published into the void.
+Each :class:`~aifactory.shared.channel.Channel` names its subject (or subject family), its
+message model, who produces and who consumes it, and the stream that stores it. Subjects,
+stream subjects, ``publish`` checks and the AsyncAPI document all derive from these
+declarations; ``tests/unit/test_bus_contract.py`` holds the code to them both ways.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
+from aifactory.shared.channel import Channel, Component, Kind, channel, subject_token
+from aifactory.shared.messages import (
+    BenchCancel,
+    BenchCompleted,
+    BenchFailed,
+    BenchMetrics,
+    BenchRequested,
+    BenchStarted,
+    DeadLetter,
+    DeployCancel,
+    DeployRequested,
+    JobEvent,
+    ServiceReady,
+    ServiceUnhealthy,
+)
 from aifactory.shared.states import JobState
 
-# Commands (consumed by exactly one service through a durable consumer).
-DEPLOY_REQUESTED: Final = "deploy.requested"
-DEPLOY_CANCEL: Final = "deploy.cancel"
-BENCH_REQUESTED: Final = "bench.requested"
-BENCH_CANCEL: Final = "bench.cancel"
-
-# Events (fan-out; anyone may listen).
-JOB_SUBMITTED: Final = "job.submitted"
-JOB_PENDING: Final = "job.pending"
-JOB_RUNNING: Final = "job.running"
-JOB_COMPLETED: Final = "job.completed"
-JOB_FAILED: Final = "job.failed"
-JOB_CANCELLED: Final = "job.cancelled"
-JOB_TIMEOUT: Final = "job.timeout"
-SERVICE_READY: Final = "service.ready"
-SERVICE_UNHEALTHY: Final = "service.unhealthy"
-BENCH_STARTED: Final = "bench.started"
-BENCH_METRICS: Final = "bench.metrics"
-BENCH_COMPLETED: Final = "bench.completed"
-BENCH_FAILED: Final = "bench.failed"
-MONITOR_SAMPLES_PREFIX: Final = "monitor.samples"
-LOGS_PREFIX: Final = "logs"
-DEADLETTER_PREFIX: Final = "deadletter"
+__all__ = ["Channel", "subject_token"]
 
 # Streams and KV buckets.
 COMMANDS_STREAM: Final = "AIF_COMMANDS"
@@ -42,85 +36,163 @@ DEADLETTER_STREAM: Final = "AIF_DEADLETTER"
 SERVICES_BUCKET: Final = "aif_services"
 BENCHMARKS_BUCKET: Final = "aif_benchmarks"
 
-COMMAND_SUBJECTS: Final = (DEPLOY_REQUESTED, DEPLOY_CANCEL, BENCH_REQUESTED, BENCH_CANCEL)
-EVENT_SUBJECTS: Final = (
-    "job.*",
-    "service.*",
+C = Component
+REQUESTERS = {C.INGRESS, C.CLI}
+
+# -- commands: one consumer acts on each, durably, exactly once -------------------------------
+
+DEPLOY_REQUESTED = channel(
+    "deploy.requested",
+    DeployRequested,
+    Kind.COMMAND,
+    by=REQUESTERS,
+    to={C.SERVER},
+    stream=COMMANDS_STREAM,
+    about="Deploy a recipe; idempotent by service_id.",
+)
+DEPLOY_CANCEL = channel(
+    "deploy.cancel",
+    DeployCancel,
+    Kind.COMMAND,
+    by=REQUESTERS,
+    to={C.SERVER},
+    stream=COMMANDS_STREAM,
+    about="Cancel a service's job.",
+)
+BENCH_REQUESTED = channel(
+    "bench.requested",
+    BenchRequested,
+    Kind.COMMAND,
+    by=REQUESTERS,
+    to={C.CLIENT},
+    stream=COMMANDS_STREAM,
+    about="Run a benchmark against a service id or a URL; idempotent by benchmark_id.",
+)
+BENCH_CANCEL = channel(
+    "bench.cancel",
+    BenchCancel,
+    Kind.COMMAND,
+    by=REQUESTERS,
+    to={C.CLIENT},
+    stream=COMMANDS_STREAM,
+    about="Stop a benchmark; the records so far are kept and reported.",
+)
+
+# -- events: fan-out -----------------------------------------------------------------------
+
+#: The catalogue has one subject per user-visible end of a job; scheduler-specific ends
+#: (node failure, OOM, pre-emption…) travel on ``job.failed`` with the precise state inside.
+JOB_EVENT_BY_STATE: Final = {
+    JobState.PENDING: "pending",
+    JobState.REQUEUED: "pending",
+    JobState.SUSPENDED: "pending",
+    JobState.RUNNING: "running",
+    JobState.COMPLETING: "running",
+    JobState.COMPLETED: "completed",
+    JobState.CANCELLED: "cancelled",
+    JobState.TIMEOUT: "timeout",
+    JobState.DEADLINE: "timeout",
+}
+JOB_EVENTS = ("submitted", "pending", "running", "completed", "failed", "cancelled", "timeout")
+JOB = channel(
+    "job.{event}",
+    JobEvent,
+    Kind.EVENT,
+    by={C.SERVER},
+    to=set(),
+    stream=EVENTS_STREAM,
+    enums={"event": JOB_EVENTS},
+    about="A job transition: submitted (by us), then the scheduler's pending, running and "
+    "its end; failed covers node_fail, out_of_memory, preempted, boot_fail and vanished "
+    "(the precise state is in job_state).",
+)
+SERVICE_READY = channel(
+    "service.ready",
+    ServiceReady,
+    Kind.EVENT,
+    by={C.SERVER},
+    to=set(),
+    stream=EVENTS_STREAM,
+    about="Every replica answers its health path; endpoints inside.",
+)
+SERVICE_UNHEALTHY = channel(
+    "service.unhealthy",
+    ServiceUnhealthy,
+    Kind.EVENT,
+    by={C.SERVER},
+    to=set(),
+    stream=EVENTS_STREAM,
+    about="Not healthy within the recipe's timeout; the job is cancelled.",
+)
+BENCH_STARTED = channel(
+    "bench.started",
+    BenchStarted,
+    Kind.EVENT,
+    by={C.CLIENT},
+    to=set(),
+    stream=EVENTS_STREAM,
+    about="The target is resolved and answers; load begins.",
+)
+BENCH_METRICS = channel(
+    "bench.metrics",
+    BenchMetrics,
+    Kind.EVENT,
+    by={C.CLIENT},
+    to={C.CLI},
+    stream=EVENTS_STREAM,
+    about="A window of live figures, every window_s.",
+)
+BENCH_COMPLETED = channel(
+    "bench.completed",
+    BenchCompleted,
+    Kind.EVENT,
+    by={C.CLIENT},
+    to=set(),
+    stream=EVENTS_STREAM,
+    about="Summary and results folder (also for a cancelled run).",
+)
+BENCH_FAILED = channel(
+    "bench.failed",
+    BenchFailed,
+    Kind.EVENT,
+    by={C.CLIENT},
+    to=set(),
+    stream=EVENTS_STREAM,
+    about="The benchmark could not run; reason inside.",
+)
+DEADLETTER = channel(
+    "deadletter.{subject}",
+    DeadLetter,
+    Kind.EVENT,
+    by={C.SERVER, C.CLIENT},
+    to={C.OPERATOR},
+    stream=DEADLETTER_STREAM,
+    tail="subject",
+    about="A message a consumer could not accept, with the reason and the body.",
+)
+
+#: Every channel of the services' bus, in catalogue order.
+CHANNELS: Final[tuple[Channel, ...]] = (
+    DEPLOY_REQUESTED,
+    DEPLOY_CANCEL,
+    BENCH_REQUESTED,
+    BENCH_CANCEL,
+    JOB,
+    SERVICE_READY,
+    SERVICE_UNHEALTHY,
     BENCH_STARTED,
     BENCH_METRICS,
     BENCH_COMPLETED,
     BENCH_FAILED,
-    f"{MONITOR_SAMPLES_PREFIX}.*",
-    f"{LOGS_PREFIX}.>",
+    DEADLETTER,
 )
-DEADLETTER_SUBJECTS: Final = (f"{DEADLETTER_PREFIX}.>",)
-
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-
-#: The catalogue has one subject per user-visible end of a job; scheduler-specific ends
-#: (node failure, OOM, pre-emption…) travel on ``job.failed`` with the precise state inside.
-_JOB_SUBJECT_BY_STATE: Final = {
-    JobState.PENDING: JOB_PENDING,
-    JobState.REQUEUED: JOB_PENDING,
-    JobState.SUSPENDED: JOB_PENDING,
-    JobState.RUNNING: JOB_RUNNING,
-    JobState.COMPLETING: JOB_RUNNING,
-    JobState.COMPLETED: JOB_COMPLETED,
-    JobState.CANCELLED: JOB_CANCELLED,
-    JobState.TIMEOUT: JOB_TIMEOUT,
-    JobState.DEADLINE: JOB_TIMEOUT,
-}
 
 
-def job_subject(state: JobState) -> str:
-    return _JOB_SUBJECT_BY_STATE.get(state, JOB_FAILED)
+def job_event(state: JobState) -> str:
+    """The ``event`` of ``job.{event}`` for an observed scheduler state."""
+    return JOB_EVENT_BY_STATE.get(state, "failed")
 
 
-def subject_token(value: str) -> str:
-    """Check that ``value`` can be one token of a subject (no dots, wildcards or spaces)."""
-    if not _TOKEN_RE.fullmatch(value):
-        raise ValueError(f"{value!r} cannot be a subject token: use letters, digits, '_' or '-'")
-    return value
-
-
-def monitor_samples(service_id: str) -> str:
-    return f"{MONITOR_SAMPLES_PREFIX}.{subject_token(service_id)}"
-
-
-def logs(service_id: str, stream: str) -> str:
-    return f"{LOGS_PREFIX}.{subject_token(service_id)}.{subject_token(stream)}"
-
-
-def deadletter(subject: str) -> str:
-    return f"{DEADLETTER_PREFIX}.{subject}"
-
-
-# Remote load-generator workers (aifactory/loadgen/remote): one batch job of workers per
-# benchmark, reporting to the client service. Records and lifecycle messages are kept in
-# their own stream (a big run's records must not evict other events), heartbeats are core
-# NATS only (liveness, not data), and work orders live in a KV bucket, read by the workers.
-BENCH_RECORDS_PREFIX: Final = "bench.records"
-BENCH_WORKER_PREFIX: Final = "bench.worker"
-BENCH_HEARTBEAT_PREFIX: Final = "bench.heartbeat"
-BENCH_WORK_STREAM: Final = "AIF_BENCH_WORK"
-BENCH_WORK_BUCKET: Final = "aif_bench_work"
-BENCH_WORK_SUBJECTS: Final = (f"{BENCH_RECORDS_PREFIX}.*", f"{BENCH_WORKER_PREFIX}.*")
-
-
-def bench_records(benchmark_id: str) -> str:
-    """Batches of per-request records from the workers of ``benchmark_id``."""
-    return f"{BENCH_RECORDS_PREFIX}.{subject_token(benchmark_id)}"
-
-
-def bench_worker(benchmark_id: str) -> str:
-    """Worker lifecycle (hello, stage done, failed) for ``benchmark_id``."""
-    return f"{BENCH_WORKER_PREFIX}.{subject_token(benchmark_id)}"
-
-
-def bench_heartbeat(benchmark_id: str) -> str:
-    return f"{BENCH_HEARTBEAT_PREFIX}.{subject_token(benchmark_id)}"
-
-
-def bench_work_filter(benchmark_id: str) -> str:
-    """Both stream subjects of one benchmark, for one consumer that keeps their order."""
-    return f"bench.*.{subject_token(benchmark_id)}"
+def stream_subjects(stream: str, channels: tuple[Channel, ...] = CHANNELS) -> list[str]:
+    """The subjects a stream stores: the filters of the channels declared on it."""
+    return [c.filter for c in channels if c.stream == stream]

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, JsonValue, model_validator
+
+from aifactory.shared.strict import StrictModel, WireSecret
 
 
 class ProfileKind(StrEnum):
@@ -38,11 +40,7 @@ class DatasetFormat(StrEnum):
     SHAREGPT = "sharegpt"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TokenDistribution(_Strict):
+class TokenDistribution(StrictModel):
     """A token-length distribution: normal(mean, std) rounded and clipped to [min, max]."""
 
     mean: int = Field(ge=1)
@@ -67,7 +65,7 @@ class TokenDistribution(_Strict):
         return self.max if self.max is not None else max(self.mean * 10, self.mean + 1)
 
 
-class DatasetConfig(_Strict):
+class DatasetConfig(StrictModel):
     """Where prompts come from. File formats: see ``datasets/files.py``."""
 
     format: DatasetFormat = DatasetFormat.SYNTHETIC
@@ -85,7 +83,7 @@ class DatasetConfig(_Strict):
         return self
 
 
-class SloConfig(_Strict):
+class SloConfig(StrictModel):
     """Service-level objectives in milliseconds; a request meets them if it meets every one set.
 
     Goodput counts successful requests meeting all the objectives; with none set it is not
@@ -106,26 +104,29 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-class BenchConfig(_Strict):
-    """One benchmark: target, API, load profile, stop condition, workload, SLOs, workers.
+class Workload(StrictModel):
+    """One benchmark but its target: API, load profile, stop condition, data, SLOs, workers.
+
+    This is the ``workload`` of a ``bench.requested`` command and of an API request; the
+    target (a URL or a service id) travels beside it and is resolved by the client service.
 
     Stop: after ``duration_s`` of measured load or ``requests`` measured requests, whichever
     comes first; warmup comes on top and is excluded from the statistics. ``max_seconds`` is
     a hard bound on the whole run whatever else is set.
     """
 
-    target: str = Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$", max_length=2000)
     #: The API the target speaks: a registered load-generator backend (``openai_completions``,
     #: ``openai_chat``, ``ollama_generate``, or a plugin's); checked where the load starts.
     backend: str = Field(default="openai_completions", pattern=r"^[a-z][a-z0-9_+-]{0,31}$")
     #: Model name sent in requests; ``None`` asks the target (first model it lists).
     model: str | None = None
-    api_key: SecretStr | None = None
+    #: Bearer token for the target; travels on the bus, masked in every file and answer.
+    api_key: WireSecret | None = None
     stream: bool = True
     #: vLLM/SGLang ``ignore_eos`` so outputs reach the requested length (OpenAI backends).
     ignore_eos: bool = True
     #: Extra JSON fields merged into every request body (temperature, top_p...).
-    extra_body: dict[str, Any] = Field(default_factory=dict)
+    extra_body: dict[str, JsonValue] = Field(default_factory=dict)
 
     profile: ProfileKind = ProfileKind.SYNCHRONOUS
     rate: float | None = Field(default=None, gt=0, le=1_000_000)
@@ -170,6 +171,20 @@ class BenchConfig(_Strict):
             raise ValueError("'worker_partition' needs 'worker_nodes' (workers run locally)")
         return self
 
+    def at(self, target: str) -> BenchConfig:
+        """This workload aimed at ``target`` (validated again: the URL is checked there)."""
+        return BenchConfig.model_validate({**dict(self), "target": target})
+
+
+class BenchConfig(Workload):
+    """A workload with its target URL resolved: what the load generator runs."""
+
+    target: str = Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$", max_length=2000)
+
     @property
     def base_url(self) -> str:
         return self.target.rstrip("/")
+
+    @property
+    def workload(self) -> Workload:
+        return Workload.model_validate({k: v for k, v in dict(self).items() if k != "target"})

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import uvloop
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -29,7 +30,6 @@ from aifactory.loadgen import (
     DatasetFormat,
     LoadgenError,
     ProfileKind,
-    RunSummary,
     run_benchmark,
     write_results,
 )
@@ -38,6 +38,7 @@ from aifactory.report import ReportError
 from aifactory.report.cli import report_command
 from aifactory.shared.messages.base import ID_PATTERN
 from aifactory.shared.plugins import ExtensionError
+from aifactory.shared.results import RunSummary
 from aifactory.shared.settings import load_settings
 from aifactory.shared.states import BenchState
 
@@ -138,14 +139,6 @@ async def _run(config: BenchConfig, progress: bool | None) -> BenchResult:
         return await run_benchmark(config, stop_event=stop, progress=progress)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
-
-
-def _loop_factory() -> Any:
-    try:
-        import uvloop
-    except ImportError:  # optional speed-up only
-        return asyncio.new_event_loop
-    return uvloop.new_event_loop
 
 
 def _known_backend(name: str) -> str:
@@ -269,7 +262,7 @@ def run_command(
         console.print(f"[red]{_config_errors(exc)}[/red]")
         raise typer.Exit(EXIT_USAGE) from exc
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             result = runner.run(_run(config, progress))
     except LoadgenError as exc:
         console.print(f"[red]error:[/red] {exc}")

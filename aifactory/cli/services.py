@@ -66,8 +66,8 @@ async def deploy_async(
         async with bus(cfg) as (broker, topology):
             await publish(
                 broker,
+                subjects.DEPLOY_REQUESTED,
                 DeployRequested(service_id=service_id, recipe=recipe, overrides=overrides),
-                stream=subjects.COMMANDS_STREAM,
             )
             console.print(f"deploy requested: service [bold]{service_id}[/bold] ({recipe})")
             if not wait:
@@ -145,7 +145,7 @@ async def _stop(service_id: str, wait: bool, timeout: float) -> ServiceRecord | 
         registry = KVRegistry(topology.services, ServiceRecord)
         if await registry.get(service_id) is None:
             raise fail(f"no service {service_id!r}")
-        await publish(broker, DeployCancel(service_id=service_id), stream=subjects.COMMANDS_STREAM)
+        await publish(broker, subjects.DEPLOY_CANCEL, DeployCancel(service_id=service_id))
         console.print(f"cancel requested for {service_id}")
         if not wait:
             return None

@@ -7,9 +7,8 @@ import re
 
 from aifactory.cli.busclient import BusUnavailable, bus
 from aifactory.shared.messages.base import ID_PATTERN
-from aifactory.shared.registry import KVRegistry, ServiceRecord
+from aifactory.shared.registry import KVRegistry, ServiceRecord, TargetNotReady, service_urls
 from aifactory.shared.settings import Settings
-from aifactory.shared.states import ServiceState
 
 
 class TargetNotFound(ValueError):
@@ -19,12 +18,10 @@ class TargetNotFound(ValueError):
 async def _service_url(settings: Settings, service_id: str) -> str:
     async with bus(settings) as (_, topology):
         found = await KVRegistry(topology.services, ServiceRecord).get(service_id)
-    if found is None:
-        raise TargetNotFound(f"--target: no service {service_id!r} (aifactory services ls)")
-    record = found[0]
-    if record.state is not ServiceState.RUNNING or not record.endpoints:
-        raise TargetNotFound(f"--target: service {service_id} is {record.state.value}, not running")
-    return record.endpoints[0].url
+    try:
+        return service_urls(service_id, found[0] if found else None)[0]
+    except TargetNotReady as exc:
+        raise TargetNotFound(f"--target: {exc}") from None
 
 
 def resolve_target(settings: Settings, target: str) -> str:

@@ -9,16 +9,13 @@ laptop and against a site NATS with the slurm executor.
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from faststream.nats import NatsBroker
-from nats.aio.msg import Msg
 from rich.console import Console
 from rich.live import Live
 
@@ -27,8 +24,10 @@ from aifactory.experiment.spec import ExperimentSpec, Teardown, WorkloadSpec
 from aifactory.report import build_experiment_report
 from aifactory.shared import subjects
 from aifactory.shared.bus import Topology, publish
+from aifactory.shared.bus.events import watch
 from aifactory.shared.messages import (
     BenchCancel,
+    BenchMetrics,
     BenchRequested,
     BenchTarget,
     DeployCancel,
@@ -36,6 +35,7 @@ from aifactory.shared.messages import (
     new_id,
 )
 from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
+from aifactory.shared.results import WindowStats
 from aifactory.shared.settings import REPO_ROOT, Settings
 from aifactory.shared.states import BenchState, ServiceState
 
@@ -75,7 +75,7 @@ class ExperimentRunner:
         self.benchmarks = KVRegistry(topology.benchmarks, BenchmarkRecord)
         self.console = console
         self.source = source
-        self._live_window: dict[str, dict[str, Any]] = {}
+        self._live_window: dict[str, WindowStats] = {}
 
     def make_folder(self) -> Path:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -88,7 +88,7 @@ class ExperimentRunner:
         self._write_provenance(folder)
         service_id = new_id()[:12]
         outcome = Outcome(folder=folder, service_id=service_id)
-        sub = await self.broker.connection.subscribe(subjects.BENCH_METRICS, cb=self._on_window)
+        sub = await watch(self.broker.connection, subjects.BENCH_METRICS, self._on_window)
         try:
             record = await self._deploy(service_id)
             self._collect_service(folder, record)
@@ -117,8 +117,8 @@ class ExperimentRunner:
         svc = self.spec.service
         await publish(
             self.broker,
+            subjects.DEPLOY_REQUESTED,
             DeployRequested(service_id=service_id, recipe=svc.recipe, overrides=svc.overrides),
-            stream=subjects.COMMANDS_STREAM,
         )
         started = time.monotonic()
         with Live(console=self.console, refresh_per_second=8, transient=True) as live:
@@ -153,12 +153,12 @@ class ExperimentRunner:
         benchmark_id = new_id()[:12]
         await publish(
             self.broker,
+            subjects.BENCH_REQUESTED,
             BenchRequested(
                 benchmark_id=benchmark_id,
                 target=BenchTarget(service_id=service_id),
                 workload=self.spec.workload_body(workload),
             ),
-            stream=subjects.COMMANDS_STREAM,
         )
         started = time.monotonic()
         record: BenchmarkRecord | None = None
@@ -172,9 +172,7 @@ class ExperimentRunner:
                 await asyncio.sleep(0.25)
             else:
                 await publish(
-                    self.broker,
-                    BenchCancel(benchmark_id=benchmark_id),
-                    stream=subjects.COMMANDS_STREAM,
+                    self.broker, subjects.BENCH_CANCEL, BenchCancel(benchmark_id=benchmark_id)
                 )
                 raise ExperimentFailed(f"workload {workload.name} timed out")
         assert record is not None
@@ -197,31 +195,23 @@ class ExperimentRunner:
         elapsed = time.monotonic() - started
         state = record.state.value if record else "requested"
         w = self._live_window.get(benchmark_id)
-        if not w:
+        if w is None:
             return f"workload {name} [{benchmark_id}]: {state} {elapsed:.0f}s"
-        ttft = w.get("ttft_p50_ms")
-        ttft_text = f"{ttft:.1f} ms" if isinstance(ttft, int | float) else "-"
+        ttft = f"{w.ttft_p50_ms:.1f} ms" if w.ttft_p50_ms is not None else "-"
         return (
-            f"workload {name} [{benchmark_id}]: {state} {w.get('label', '')} "
-            f"elapsed {w.get('elapsed_s', 0):.0f}s sent {w.get('sent', 0)} "
-            f"done {w.get('completed', 0)} errors {w.get('errors', 0)} "
-            f"rate {w.get('request_rate', 0):.1f}/s TTFT p50 {ttft_text}"
+            f"workload {name} [{benchmark_id}]: {state} {w.label} "
+            f"elapsed {w.elapsed_s:.0f}s sent {w.sent} done {w.completed} errors {w.errors} "
+            f"rate {w.request_rate:.1f}/s TTFT p50 {ttft}"
         )
 
-    async def _on_window(self, msg: Msg) -> None:
-        try:
-            data = json.loads(msg.data)
-            self._live_window[data["benchmark_id"]] = data.get("window", {})
-        except (ValueError, KeyError, TypeError):
-            return  # a malformed progress event only costs one display refresh
+    async def _on_window(self, event: BenchMetrics) -> None:
+        self._live_window[event.benchmark_id] = event.window
 
     async def _teardown(self, service_id: str) -> ServiceState | None:
         found = await self.services.get(service_id)
         if found is None or found[0].state.is_terminal:
             return found[0].state if found else None
-        await publish(
-            self.broker, DeployCancel(service_id=service_id), stream=subjects.COMMANDS_STREAM
-        )
+        await publish(self.broker, subjects.DEPLOY_CANCEL, DeployCancel(service_id=service_id))
         deadline = time.monotonic() + self.spec.timeouts.teardown_s
         while time.monotonic() < deadline:
             found = await self.services.get(service_id)

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from aifactory.shared.bus import describe_validation_error
-from aifactory.shared.messages.deploy import RECIPE_REF_PATTERN
-from aifactory.shared.workload import BenchConfig, SloConfig
+from aifactory.shared.messages.deploy import RECIPE_REF_PATTERN, RecipeOverrides
+from aifactory.shared.strict import StrictModel
+from aifactory.shared.workload import SloConfig, Workload
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-#: Placeholder used to validate workloads before the service (and its URL) exists.
-_PLACEHOLDER_TARGET = "http://service.invalid:1"
 
 
 class ExperimentError(ValueError):
@@ -33,34 +31,24 @@ class Teardown(StrEnum):
     NEVER = "never"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ServiceSpec(_Strict):
+class ServiceSpec(StrictModel):
     recipe: str = Field(pattern=RECIPE_REF_PATTERN)
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    overrides: RecipeOverrides = Field(default_factory=dict)
 
 
-class WorkloadSpec(BaseModel):
-    """``name`` plus any ``BenchConfig`` field except ``target`` (the deployed service)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
+class WorkloadSpec(Workload):
+    """A named workload; its target is the experiment's deployed service."""
 
     name: str = Field(pattern=NAME_PATTERN)
 
-    @property
-    def fields(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
-
-class Timeouts(_Strict):
+class Timeouts(StrictModel):
     ready_s: float = Field(default=900.0, gt=0)
     benchmark_s: float = Field(default=6 * 3600.0, gt=0)
     teardown_s: float = Field(default=120.0, gt=0)
 
 
-class ExperimentSpec(_Strict):
+class ExperimentSpec(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     service: ServiceSpec
@@ -79,12 +67,12 @@ class ExperimentSpec(_Strict):
             raise ValueError(f"workload names must be unique; repeated: {', '.join(duplicates)}")
         return self
 
-    def workload_body(self, workload: WorkloadSpec) -> dict[str, Any]:
+    def workload_body(self, workload: WorkloadSpec) -> Workload:
         """The ``workload`` of the ``bench.requested`` command for ``workload``."""
-        body = workload.fields
-        if "slo" not in body and self.slo is not None:
-            body["slo"] = self.slo.model_dump(exclude_none=True)
-        return body
+        fields = {k: v for k, v in dict(workload).items() if k != "name"}
+        if "slo" not in workload.model_fields_set and self.slo is not None:
+            fields["slo"] = self.slo
+        return Workload.model_validate(fields)
 
 
 def load_experiment(path: Path) -> ExperimentSpec:
@@ -100,16 +88,4 @@ def load_experiment(path: Path) -> ExperimentSpec:
         spec = ExperimentSpec.model_validate(data)
     except ValidationError as exc:
         raise ExperimentError(f"{path}: {describe_validation_error(exc)}") from exc
-    for i, workload in enumerate(spec.workloads):
-        body = spec.workload_body(workload)
-        if "target" in body:
-            raise ExperimentError(
-                f"{path}: workloads[{i}].target: not allowed; the target is the deployed service"
-            )
-        try:
-            BenchConfig.model_validate({**body, "target": _PLACEHOLDER_TARGET})
-        except ValidationError as exc:
-            raise ExperimentError(
-                f"{path}: workloads[{i}] ({workload.name}): " + describe_validation_error(exc)
-            ) from exc
     return spec

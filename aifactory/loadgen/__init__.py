@@ -14,19 +14,19 @@ from aifactory.loadgen.errors import (
     WorkerError,
 )
 from aifactory.loadgen.messages import RecordSink, WorkerProgress, WorkerReport, WorkerSpec
-from aifactory.loadgen.metrics.records import ErrorType, RequestRecord, TokenSource
-from aifactory.loadgen.metrics.stats import Distribution, describe, percentile
-from aifactory.loadgen.metrics.summary import RunSummary
-from aifactory.loadgen.metrics.window import WindowStats
-from aifactory.loadgen.results import (
-    BenchResult,
-    BenchSummary,
-    read_records,
-    read_summary,
-    write_results,
-)
+from aifactory.loadgen.metrics.records import RequestRecord
+from aifactory.loadgen.metrics.stats import describe, percentile
+from aifactory.loadgen.results import BenchResult, read_records, read_summary, write_results
 from aifactory.loadgen.runner import run_benchmark
 from aifactory.loadgen.workers import run_worker, worker_process_main
+from aifactory.shared.results import (
+    BenchSummary,
+    Distribution,
+    ErrorType,
+    RunSummary,
+    TokenSource,
+    WindowStats,
+)
 from aifactory.shared.workload import (
     BenchConfig,
     DatasetConfig,

@@ -21,13 +21,14 @@ from aifactory.loadgen.errors import (
     ServerStreamError,
     StreamCutError,
 )
-from aifactory.loadgen.metrics.records import ErrorType, RequestRecord, TokenSource
+from aifactory.loadgen.metrics.records import RequestRecord
 from aifactory.loadgen.transport import (
     ConnectionLostError,
     HttpClient,
     HttpProtocolError,
     Response,
 )
+from aifactory.shared.results import ErrorType, TokenSource
 
 _NS_PER_MS = 1_000_000.0
 _NS_PER_S = 1_000_000_000.0

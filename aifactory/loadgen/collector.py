@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 
 from aifactory.loadgen.messages import WorkerProgress
 from aifactory.loadgen.metrics.records import RequestRecord
-from aifactory.loadgen.metrics.window import WindowStats, window_stats
+from aifactory.loadgen.metrics.window import window_stats
 from aifactory.loadgen.progress import LiveProgress
-from aifactory.loadgen.scheduler.profiles import RunPlan
+from aifactory.loadgen.scheduler.plan import RunPlan
+from aifactory.shared.results import WindowStats
 
 WindowCallback = Callable[[WindowStats], Awaitable[None] | None]
 RecordsCallback = Callable[[list[RequestRecord]], Awaitable[None] | None]

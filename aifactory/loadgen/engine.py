@@ -25,8 +25,9 @@ from aifactory.loadgen.datasets.base import Prompt, PromptSource
 from aifactory.loadgen.datasets.tokens import TokenCounter
 from aifactory.loadgen.messages import RecordSink, WorkerProgress, WorkerReport
 from aifactory.loadgen.metrics.records import RequestRecord
-from aifactory.loadgen.scheduler.profiles import LoopKind, RunPlan, arrival_offsets
+from aifactory.loadgen.scheduler.plan import RunPlan, arrival_offsets
 from aifactory.loadgen.transport import HttpClient
+from aifactory.shared.results import LoopKind
 
 _NS = 1_000_000_000
 #: Open-loop sends sleep until this close to their time, then yield to the loop until it

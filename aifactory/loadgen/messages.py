@@ -14,7 +14,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from aifactory.loadgen.metrics.records import RequestRecord
-from aifactory.loadgen.scheduler.profiles import RunPlan
+from aifactory.loadgen.scheduler.plan import RunPlan
 from aifactory.shared.workload import BenchConfig
 
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from aifactory.loadgen.metrics.window import WindowStats
+from aifactory.shared.results import WindowStats
 
 
 def _fmt(value: float | None, unit: str = "") -> str:

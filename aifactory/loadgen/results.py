@@ -14,15 +14,12 @@ import csv
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict
 
 from aifactory.loadgen.metrics.records import RECORD_ADAPTER, RequestRecord
-from aifactory.loadgen.metrics.stats import PERCENTILES
-from aifactory.loadgen.metrics.summary import RunSummary
 from aifactory.shared.messages.base import utcnow
+from aifactory.shared.results import PERCENTILES, BenchSummary, RunSummary
 from aifactory.shared.states import BenchState
 from aifactory.shared.workload import BenchConfig
 
@@ -55,22 +52,6 @@ _CSV_SCALARS = (
     "cpu_ms_per_request",
     "preemptions",
 )
-
-
-class BenchSummary(BaseModel):
-    """The whole benchmark; ``runs`` has one entry, or one per sweep stage."""
-
-    model_config = ConfigDict(frozen=True)
-
-    schema_version: Literal[1] = 1
-    state: BenchState
-    target: str
-    backend: str
-    model: str | None
-    config: BenchConfig
-    started_at: datetime
-    finished_at: datetime
-    runs: list[RunSummary]
 
 
 @dataclass

@@ -24,12 +24,11 @@ from aifactory.loadgen.datasets import validate_dataset
 from aifactory.loadgen.datasets.tokens import TokenCounter
 from aifactory.loadgen.errors import ConfigError, LoadgenError
 from aifactory.loadgen.messages import WorkerReport, WorkerSpec
-from aifactory.loadgen.metrics.summary import RunSummary, summarize_run
+from aifactory.loadgen.metrics.summary import summarize_run
 from aifactory.loadgen.preflight import preflight
 from aifactory.loadgen.progress import LiveProgress
 from aifactory.loadgen.results import BenchResult, assemble_result
 from aifactory.loadgen.scheduler import (
-    LoopKind,
     RunPlan,
     plan_for_profile,
     rate_stage,
@@ -42,6 +41,7 @@ from aifactory.loadgen.scheduler import (
 )
 from aifactory.loadgen.workers import ProcessWorkers, run_worker
 from aifactory.shared.messages.base import utcnow
+from aifactory.shared.results import LoopKind, RunSummary
 from aifactory.shared.states import BenchState
 from aifactory.shared.workload import BenchConfig, ProfileKind
 
@@ -70,10 +70,13 @@ def next_stage(config: BenchConfig, done: list[RunSummary]) -> RunPlan | None:
     return rate_stage(config, i, rates[i - 2], sweep_poisson(config))
 
 
-def worker_specs(config: BenchConfig, plan: RunPlan) -> list[WorkerSpec]:
-    """Split a stage over the configured workers (one for a synchronous stage)."""
+def worker_specs(
+    config: BenchConfig, plan: RunPlan, workers: int | None = None
+) -> list[WorkerSpec]:
+    """Split a stage over ``workers`` (default: the configured number; one for a
+    synchronous stage, which must keep exactly one request in flight)."""
     synchronous = plan.loop is LoopKind.CLOSED and plan.concurrency == 1
-    shares = split_plan(plan, 1 if synchronous else config.workers)
+    shares = split_plan(plan, 1 if synchronous else (workers or config.workers))
     return [
         WorkerSpec(config=config, plan=share, worker_id=k, n_workers=len(shares))
         for k, share in enumerate(shares)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import json
 import multiprocessing
 import resource
 import signal
@@ -27,6 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
+import uvloop
 
 from aifactory.loadgen.backends import BACKENDS, backend_class, make_backend
 from aifactory.loadgen.datasets import make_prompt_source
@@ -36,6 +36,7 @@ from aifactory.loadgen.errors import WorkerError
 from aifactory.loadgen.messages import RecordSink, WorkerProgress, WorkerReport, WorkerSpec
 from aifactory.loadgen.metrics.records import RECORDS_ADAPTER, RequestRecord
 from aifactory.loadgen.transport import HttpClient
+from aifactory.shared.strict import WIRE
 
 #: How long spawned workers may take to import and get ready.
 READY_TIMEOUT_S = 60.0
@@ -55,11 +56,8 @@ def raise_fd_limit(needed: int) -> None:
 
 
 def spec_json(spec: WorkerSpec) -> str:
-    """The spec for a child process, API key included (model dumps mask secrets)."""
-    data = spec.model_dump(mode="json")
-    key = spec.config.api_key
-    data["config"]["api_key"] = key.get_secret_value() if key is not None else None
-    return json.dumps(data)
+    """The spec for a child process, API key included (any other dump masks it)."""
+    return spec.model_dump_json(context=WIRE)
 
 
 def start_ns_from_wall(start_wall_ns: int) -> int:
@@ -150,14 +148,6 @@ async def _child_main(spec: WorkerSpec, conn: Connection) -> None:
     conn.send_bytes(orjson.dumps({"t": "report", "report": report.model_dump()}))
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    try:
-        import uvloop
-    except ImportError:  # uvloop is a dependency; plain asyncio is only slower
-        return asyncio.new_event_loop
-    return uvloop.new_event_loop
-
-
 def worker_process_main(
     spec_json: str, conn: Connection, extension_modules: Sequence[str] = ()
 ) -> None:
@@ -175,7 +165,7 @@ def worker_process_main(
             if module != "__main__":
                 importlib.import_module(module)
         spec = WorkerSpec.model_validate_json(spec_json)
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_child_main(spec, conn))
     except BaseException as exc:
         with contextlib.suppress(OSError):

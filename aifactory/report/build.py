@@ -19,11 +19,10 @@ from typing import Any
 
 import jinja2
 
-from aifactory.loadgen.metrics.summary import RunSummary
-from aifactory.loadgen.results import BenchSummary
 from aifactory.report import view
 from aifactory.report.charts import Chart, workload_charts
 from aifactory.report.load import LoadedResults, ReportError, load_results
+from aifactory.shared.results import BenchSummary, RunSummary
 from aifactory.shared.states import BenchState
 
 REPORT_FILE = "report.html"

@@ -23,8 +23,8 @@ from matplotlib.figure import Figure
 
 from aifactory.loadgen.metrics.records import RequestRecord
 from aifactory.loadgen.metrics.stats import percentile_sorted
-from aifactory.loadgen.metrics.summary import RunSummary
 from aifactory.report.load import ReportError
+from aifactory.shared.results import RunSummary
 
 MAX_SCATTER_POINTS = 5000
 #: Requests always kept when a scatter is thinned: the slowest ones are what readers look for.

@@ -14,13 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aifactory.loadgen.metrics.records import RequestRecord
-from aifactory.loadgen.results import (
-    RECORDS_FILE,
-    SUMMARY_FILE,
-    BenchSummary,
-    read_records,
-    read_summary,
-)
+from aifactory.loadgen.results import RECORDS_FILE, SUMMARY_FILE, read_records, read_summary
+from aifactory.shared.results import BenchSummary
 
 
 class ReportError(Exception):

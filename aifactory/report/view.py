@@ -13,10 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aifactory.loadgen.metrics.stats import Distribution
-from aifactory.loadgen.metrics.summary import RunSummary
-from aifactory.loadgen.results import BenchSummary
-from aifactory.loadgen.scheduler.profiles import LoopKind
+from aifactory.shared.results import BenchSummary, Distribution, LoopKind, RunSummary
 from aifactory.shared.workload import ProfileKind
 
 #: The latency distributions in the statistics table: (summary field, display name).

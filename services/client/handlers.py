@@ -5,8 +5,9 @@ from __future__ import annotations
 from faststream.nats import NatsRouter
 
 from aifactory.services.client.runs import BenchmarkRuns
+from aifactory.shared import subjects
 from aifactory.shared.bus.commands import command_consumer
-from aifactory.shared.messages import BenchCancel, BenchRequested
+from aifactory.shared.channel import Component
 from aifactory.shared.settings import Settings
 
 
@@ -20,20 +21,18 @@ def build_router(settings: Settings, runs: BenchmarkRuns) -> NatsRouter:
         router,
         runs.broker,
         settings,
-        BenchRequested,
+        subjects.BENCH_REQUESTED,
         runs.request,
-        service="client",
-        description="Start a benchmark run; idempotent by benchmark id.",
+        service=Component.CLIENT,
         on_deadletter=count_deadletter,
     )
     command_consumer(
         router,
         runs.broker,
         settings,
-        BenchCancel,
+        subjects.BENCH_CANCEL,
         runs.cancel,
-        service="client",
-        description="Stop a running benchmark; partial results are kept, marked cancelled.",
+        service=Component.CLIENT,
         on_deadletter=count_deadletter,
     )
     return router

@@ -19,7 +19,6 @@ from pydantic import ValidationError
 
 from aifactory.loadgen.errors import LoadgenError
 from aifactory.loadgen.metrics.records import RequestRecord
-from aifactory.loadgen.metrics.window import WindowStats
 from aifactory.loadgen.remote import cancel_workers_job, run_remote_benchmark
 from aifactory.loadgen.results import write_results
 from aifactory.loadgen.runner import run_benchmark
@@ -35,9 +34,17 @@ from aifactory.shared.messages import (
     BenchRequested,
     BenchStarted,
 )
-from aifactory.shared.registry import BenchmarkRecord, KVRegistry, RecordExists, ServiceRecord
+from aifactory.shared.registry import (
+    BenchmarkRecord,
+    KVRegistry,
+    RecordExists,
+    ServiceRecord,
+    TargetNotReady,
+    service_urls,
+)
+from aifactory.shared.results import BenchSummary, WindowStats
 from aifactory.shared.settings import Settings
-from aifactory.shared.states import BenchState, ServiceState
+from aifactory.shared.states import BenchState
 from aifactory.shared.workload import BenchConfig
 
 log = logging.getLogger(__name__)
@@ -82,7 +89,7 @@ class BenchmarkRuns:
         record = BenchmarkRecord(
             benchmark_id=cmd.benchmark_id,
             request_id=cmd.id,
-            target=cmd.target.model_dump(),
+            target=cmd.target,
             workload=cmd.workload,
         )
         try:
@@ -115,21 +122,16 @@ class BenchmarkRuns:
             return cmd.target.url
         assert cmd.target.service_id is not None
         found = await self.services.get(cmd.target.service_id)
-        if found is None:
-            raise TargetError(f"target.service_id: no service {cmd.target.service_id!r}")
-        service = found[0]
-        if service.state is not ServiceState.RUNNING or not service.endpoints:
-            raise TargetError(
-                f"target.service_id: service {service.service_id} is {service.state.value}, "
-                "not running"
-            )
-        return service.endpoints[0].url
+        try:
+            return service_urls(cmd.target.service_id, found[0] if found else None)[0]
+        except TargetNotReady as exc:
+            raise TargetError(f"target.service_id: {exc}") from None
 
     def build_config(self, cmd: BenchRequested, target_url: str) -> BenchConfig:
         try:
-            return BenchConfig.model_validate({**cmd.workload, "target": target_url})
+            return cmd.workload.at(target_url)
         except ValidationError as exc:
-            raise TargetError("workload." + describe_validation_error(exc)) from exc
+            raise TargetError("target: " + describe_validation_error(exc)) from exc
 
     async def _run(self, cmd: BenchRequested, stop: asyncio.Event) -> None:
         bid = cmd.benchmark_id
@@ -144,19 +146,15 @@ class BenchmarkRuns:
             await self._set(bid, state=BenchState.RUNNING, target_url=url)
             await publish(
                 self.broker,
+                subjects.BENCH_STARTED,
                 BenchStarted(benchmark_id=bid, target_url=url, correlation_id=cmd.id),
-                stream=subjects.EVENTS_STREAM,
             )
 
             async def on_window(window: WindowStats) -> None:
                 await publish(
                     self.broker,
-                    BenchMetrics(
-                        benchmark_id=bid,
-                        window=window.model_dump(mode="json"),
-                        correlation_id=cmd.id,
-                    ),
-                    stream=subjects.EVENTS_STREAM,
+                    subjects.BENCH_METRICS,
+                    BenchMetrics(benchmark_id=bid, window=window, correlation_id=cmd.id),
                 )
 
             def on_records(batch: list[RequestRecord]) -> None:
@@ -189,9 +187,12 @@ class BenchmarkRuns:
                 return
             out = self.settings.effective_benchmarks_dir / bid
             await asyncio.to_thread(write_results, result, out)
-            summary = result.summary.model_dump(mode="json")
             await self._finish(
-                bid, result.summary.state, summary=summary, results_dir=out, correlation=cmd.id
+                bid,
+                result.summary.state,
+                summary=result.summary,
+                results_dir=out,
+                correlation=cmd.id,
             )
         except Exception as exc:
             log.exception("benchmark %s crashed", bid)
@@ -211,7 +212,7 @@ class BenchmarkRuns:
         state: BenchState,
         *,
         reason: str | None = None,
-        summary: dict[str, Any] | None = None,
+        summary: BenchSummary | None = None,
         results_dir: Path | None = None,
         correlation: str | None = None,
     ) -> None:
@@ -224,16 +225,17 @@ class BenchmarkRuns:
         )
         self.metrics.benchmarks.labels(state.value).inc()
         if state is BenchState.FAILED:
-            event: BenchFailed | BenchCompleted = BenchFailed(
-                benchmark_id=benchmark_id,
-                reason=reason or "failed",
-                correlation_id=correlation,
+            failed = BenchFailed(
+                benchmark_id=benchmark_id, reason=reason or "failed", correlation_id=correlation
             )
-        else:
-            event = BenchCompleted(
-                benchmark_id=benchmark_id,
-                summary=summary or {"state": state.value, "reason": reason},
-                results_dir=str(results_dir or ""),
-                correlation_id=correlation,
-            )
-        await publish(self.broker, event, stream=subjects.EVENTS_STREAM)
+            await publish(self.broker, subjects.BENCH_FAILED, failed)
+            return
+        completed = BenchCompleted(
+            benchmark_id=benchmark_id,
+            state=state,
+            summary=summary,
+            reason=reason,
+            results_dir=str(results_dir or ""),
+            correlation_id=correlation,
+        )
+        await publish(self.broker, subjects.BENCH_COMPLETED, completed)

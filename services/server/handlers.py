@@ -6,7 +6,9 @@ from faststream.nats import NatsRouter
 
 from aifactory.services.server.lifecycle import Lifecycle
 from aifactory.services.server.tracker import Tracker
+from aifactory.shared import subjects
 from aifactory.shared.bus.commands import command_consumer
+from aifactory.shared.channel import Component
 from aifactory.shared.messages import DeployCancel, DeployRequested
 from aifactory.shared.settings import Settings
 
@@ -32,10 +34,9 @@ def build_router(settings: Settings, lifecycle: Lifecycle, tracker: Tracker) -> 
         router,
         lifecycle.broker,
         settings,
-        DeployRequested,
+        subjects.DEPLOY_REQUESTED,
         deploy,
-        service="server",
-        description="Render the recipe and submit its job; idempotent by service id.",
+        service=Component.SERVER,
         on_deadletter=count_deadletter,
         observe_wait=observe_wait,
     )
@@ -43,10 +44,9 @@ def build_router(settings: Settings, lifecycle: Lifecycle, tracker: Tracker) -> 
         router,
         lifecycle.broker,
         settings,
-        DeployCancel,
+        subjects.DEPLOY_CANCEL,
         cancel,
-        service="server",
-        description="Cancel a service's job; cancelling an ended service is a no-op.",
+        service=Component.SERVER,
         on_deadletter=count_deadletter,
         observe_wait=observe_wait,
     )

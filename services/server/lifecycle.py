@@ -90,7 +90,7 @@ class Lifecycle:
             except RecordExists:
                 return
             return
-        record.spec = recipe.model_dump(mode="json")
+        record.spec = recipe
         record.set_state(ServiceState.PENDING)
         try:
             await self.registry.create(cmd.service_id, record)
@@ -192,13 +192,11 @@ class Lifecycle:
                 return
             age = (utcnow() - record.updated).total_seconds()
             if age >= self.settings.submit_grace:
-                try:
-                    recipe = Recipe.model_validate(record.spec)
-                except ValueError as exc:
-                    await self._fail_before_job(service_id, f"stored spec invalid: {exc}")
+                if record.spec is None:
+                    await self._fail_before_job(service_id, "no recipe stored with the service")
                     return
                 log.info("resubmitting %s: no job appeared within the grace", service_id)
-                await self._submit(record, recipe)
+                await self._submit(record, record.spec)
                 return
             await asyncio.sleep(min(1.0, self.settings.submit_grace - age))
 
@@ -267,11 +265,8 @@ class Lifecycle:
         return after
 
     def _endpoints(self, record: ServiceRecord) -> list[Endpoint]:
-        recipe = Recipe.model_validate(record.spec)
-        return [
-            Endpoint(host=e.host, port=e.port, url=e.url, replica=e.replica)
-            for e in recipe.endpoints(record.nodes)
-        ]
+        assert record.spec is not None, "a service with a job has its recipe"
+        return record.spec.endpoints(record.nodes)
 
     async def mark_ready(self, record: ServiceRecord) -> None:
         def ready(r: ServiceRecord) -> ServiceRecord | None:
@@ -286,26 +281,26 @@ class Lifecycle:
         if after.state is ServiceState.RUNNING and record.state is ServiceState.STARTING:
             await publish(
                 self.broker,
+                subjects.SERVICE_READY,
                 ServiceReady(
                     service_id=after.service_id,
                     recipe=after.recipe,
                     endpoints=after.endpoints,
                     correlation_id=after.request_id,
                 ),
-                stream=subjects.EVENTS_STREAM,
             )
 
     async def mark_unhealthy(self, record: ServiceRecord, reason: str) -> None:
         """The service never became healthy in time: say so, free the allocation, fail it."""
         await publish(
             self.broker,
+            subjects.SERVICE_UNHEALTHY,
             ServiceUnhealthy(
                 service_id=record.service_id,
                 reason=reason,
                 endpoints=record.endpoints,
                 correlation_id=record.request_id,
             ),
-            stream=subjects.EVENTS_STREAM,
         )
 
         def fail(r: ServiceRecord) -> ServiceRecord:
@@ -337,5 +332,5 @@ class Lifecycle:
             submitted=submitted,
             correlation_id=record.request_id,
         )
-        subject = subjects.JOB_SUBMITTED if submitted else subjects.job_subject(status.state)
-        await publish(self.broker, event, subject=subject, stream=subjects.EVENTS_STREAM)
+        kind = "submitted" if submitted else subjects.job_event(status.state)
+        await publish(self.broker, subjects.JOB, event, event=kind)

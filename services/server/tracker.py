@@ -17,7 +17,6 @@ import httpx
 from aifactory.services.server.health import probe_all
 from aifactory.services.server.lifecycle import Lifecycle
 from aifactory.shared.executors.base import ExecutorError
-from aifactory.shared.recipes import Recipe
 from aifactory.shared.registry import ServiceRecord
 from aifactory.shared.states import ServiceState
 
@@ -98,7 +97,8 @@ class Tracker:
         return waiting
 
     async def _check_health(self, client: httpx.AsyncClient, record: ServiceRecord) -> None:
-        recipe = Recipe.model_validate(record.spec)
+        recipe = record.spec
+        assert recipe is not None, "a starting service has its recipe"
         now = time.monotonic()
         last = self._last_health.get(record.service_id, 0.0)
         if now - last < recipe.health.interval:

@@ -24,8 +24,8 @@ from faststream.nats import (
     NatsRouter,
 )
 
-from aifactory.shared import subjects
 from aifactory.shared.bus.deadletter import decode_or_deadletter
+from aifactory.shared.channel import Channel, Component, Kind
 from aifactory.shared.messages.base import Message
 from aifactory.shared.settings import Settings
 
@@ -36,28 +36,30 @@ def command_consumer(
     router: NatsRouter,
     broker: NatsBroker,
     settings: Settings,
-    model: type[M],
+    channel: Channel[M],
     handle: Callable[[M], Awaitable[None]],
     *,
-    service: str,
-    description: str,
+    service: Component,
     on_deadletter: Callable[[str], None] | None = None,
     observe_wait: Callable[[str, float], None] | None = None,
     max_workers: int = 8,
 ) -> None:
-    """Subscribe ``handle`` to ``model.subject`` with durable name ``<service>-<subject>``.
+    """Subscribe ``handle`` to ``channel`` with durable name ``<service>-<subject>``.
 
     The handler returning acknowledges the command; raising makes JetStream redeliver it
     (up to ``command_max_deliver`` times, after ``command_ack_wait``). Up to ``max_workers``
     commands run at once, so one slow submission does not hold back a burst behind it.
     ``observe_wait`` gets the seconds each command waited in the stream before its handler.
     """
-    subject = model.subject
+    if channel.kind is not Kind.COMMAND or service not in channel.consumers:
+        raise ValueError(f"{service} is not the declared consumer of command {channel.address}")
+    subject, model = channel.subject(), channel.model
+    assert channel.stream is not None, "commands are stored"
     durable = f"{service}-{subject.replace('.', '-')}"
 
     @router.subscriber(
         subject,
-        stream=JStream(subjects.COMMANDS_STREAM, declare=False),
+        stream=JStream(channel.stream, declare=False),
         durable=durable,
         config=ConsumerConfig(
             durable_name=durable,
@@ -67,7 +69,7 @@ def command_consumer(
         max_workers=max_workers,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{service}/{subject}",
-        description=description,
+        description=channel.description,
     )
     async def consume(msg: NatsMessage) -> None:
         if observe_wait is not None:

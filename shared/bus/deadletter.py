@@ -53,5 +53,5 @@ async def decode_or_deadletter(
         consumer=consumer,
     )
     log.warning("dead-lettered a message on %s: %s", subject, reason)
-    await publish(broker, letter, subject=subjects.deadletter(subject))
+    await publish(broker, subjects.DEADLETTER, letter, subject=subject)
     return None

@@ -1,34 +1,44 @@
-"""Publishing to JetStream with the message id as ``Nats-Msg-Id``.
+"""Publishing a message on its declared channel, with the message id as ``Nats-Msg-Id``.
 
 Always publish through here: the header is what makes a re-sent command a no-op inside the
-stream's duplicate window, and the PubAck is what tells the caller it was persisted.
+stream's duplicate window, the PubAck is what tells the caller it was persisted, and the
+channel decides the subject and the stream, so nothing is published where the catalogue
+does not say.
 """
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from faststream.nats import NatsBroker
 
+from aifactory.shared.channel import Channel
 from aifactory.shared.messages.base import Message
+from aifactory.shared.strict import WIRE
 
 CONTENT_TYPE = "application/json"
+
+M = TypeVar("M", bound=Message)
 
 
 async def publish(
     broker: NatsBroker,
-    message: Message,
+    channel: Channel[M],
+    message: M,
     *,
-    subject: str | None = None,
-    stream: str | None = None,
     timeout: float = 5.0,
+    **params: str,
 ) -> None:
-    target = subject or message.subject
-    if not target:
-        raise ValueError(f"{type(message).__name__} has no fixed subject: pass subject=")
+    """Publish ``message`` on ``channel`` (``params`` fill its ``{tokens}``)."""
+    if not isinstance(message, channel.model):
+        raise TypeError(
+            f"{channel.address} carries {channel.model.__name__}, not {type(message).__name__}"
+        )
     await broker.publish(
-        message.model_dump_json().encode(),
-        target,
+        message.model_dump_json(context=WIRE).encode(),
+        channel.subject(**params),
         headers={"Nats-Msg-Id": message.id, "content-type": CONTENT_TYPE},
         correlation_id=message.correlation_id or message.id,
-        stream=stream,
+        stream=channel.stream,
         timeout=timeout,
     )

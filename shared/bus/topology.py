@@ -26,7 +26,7 @@ def stream_configs() -> list[StreamConfig]:
     return [
         StreamConfig(
             name=subjects.COMMANDS_STREAM,
-            subjects=list(subjects.COMMAND_SUBJECTS),
+            subjects=subjects.stream_subjects(subjects.COMMANDS_STREAM),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             # A command re-sent within this window with the same Nats-Msg-Id is dropped.
@@ -36,7 +36,7 @@ def stream_configs() -> list[StreamConfig]:
         ),
         StreamConfig(
             name=subjects.EVENTS_STREAM,
-            subjects=list(subjects.EVENT_SUBJECTS),
+            subjects=subjects.stream_subjects(subjects.EVENTS_STREAM),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             duplicate_window=120.0,
@@ -46,7 +46,7 @@ def stream_configs() -> list[StreamConfig]:
         ),
         StreamConfig(
             name=subjects.DEADLETTER_STREAM,
-            subjects=list(subjects.DEADLETTER_SUBJECTS),
+            subjects=subjects.stream_subjects(subjects.DEADLETTER_STREAM),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=30 * DAY,

@@ -13,15 +13,6 @@ from aifactory.shared.messages.bench import (
 from aifactory.shared.messages.deploy import DeployCancel, DeployRequested
 from aifactory.shared.messages.jobs import Endpoint, JobEvent, ServiceReady, ServiceUnhealthy
 from aifactory.shared.messages.observe import DeadLetter, LogLines, MonitorSamples, Sample
-from aifactory.shared.messages.workers import (
-    WorkControl,
-    WorkerDone,
-    WorkerFailed,
-    WorkerHeartbeat,
-    WorkerHello,
-    WorkerRecords,
-    WorkOrder,
-)
 
 __all__ = [
     "BenchCancel",
@@ -43,14 +34,6 @@ __all__ = [
     "Sample",
     "ServiceReady",
     "ServiceUnhealthy",
-    # remote load-generator workers
-    "WorkControl",
-    "WorkOrder",
-    "WorkerDone",
-    "WorkerFailed",
-    "WorkerHeartbeat",
-    "WorkerHello",
-    "WorkerRecords",
     "new_id",
     "utcnow",
 ]

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from aifactory.shared.strict import WIRE, StrictModel, WireSecret
+
+__all__ = ["ID_PATTERN", "WIRE", "Message", "Model", "WireSecret", "new_id", "utcnow"]
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -27,17 +31,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Model(BaseModel):
-    """Strict base for everything on the wire: unknown fields are errors, not silently lost."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Model(StrictModel):
+    """Everything on the wire: unknown fields are errors, not silently lost."""
 
 
 class Message(Model):
-    #: The subject this message type travels on, for types bound to one subject.
-    subject: ClassVar[str] = ""
-
-    id: str = Field(default_factory=new_id, pattern=ID_PATTERN)
-    time: datetime = Field(default_factory=utcnow)
-    correlation_id: str | None = Field(default=None, pattern=ID_PATTERN)
-    schema_version: Literal[1] = SCHEMA_VERSION
+    id: str = Field(
+        default_factory=new_id,
+        pattern=ID_PATTERN,
+        description="Unique per message; also its Nats-Msg-Id (duplicates are dropped).",
+    )
+    time: datetime = Field(default_factory=utcnow, description="When it was created (UTC).")
+    correlation_id: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="The id of the command this message follows from, if any.",
+    )
+    schema_version: Literal[1] = Field(
+        default=SCHEMA_VERSION, description="Message schema version; a newer one is refused."
+    )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from pydantic import ConfigDict, Field, model_validator
 
-from aifactory.shared import subjects
 from aifactory.shared.messages.base import ID_PATTERN, Message, Model
+from aifactory.shared.results import BenchSummary, WindowStats
+from aifactory.shared.states import BenchState
+from aifactory.shared.workload import Workload
+
+BENCHMARK_ID = Field(pattern=ID_PATTERN, description="The benchmark this is about.")
 
 
 class BenchTarget(Model):
@@ -19,8 +21,17 @@ class BenchTarget(Model):
         json_schema_extra={"oneOf": [{"required": ["service_id"]}, {"required": ["url"]}]},
     )
 
-    service_id: str | None = Field(default=None, pattern=ID_PATTERN)
-    url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$", max_length=2000)
+    service_id: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="A deployed service: its endpoints are looked up when the run starts.",
+    )
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        max_length=2000,
+        description="Any OpenAI/Ollama-compatible base URL.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> BenchTarget:
@@ -30,47 +41,50 @@ class BenchTarget(Model):
 
 
 class BenchRequested(Message):
-    subject: ClassVar[str] = subjects.BENCH_REQUESTED
+    """Run a benchmark; idempotent by ``benchmark_id``."""
 
-    benchmark_id: str = Field(pattern=ID_PATTERN)
-    target: BenchTarget
-    #: The workload (profile, dataset, SLOs…); validated by the client service's schema so
-    #: that the error names the field inside ``workload``.
-    workload: dict[str, Any] = Field(default_factory=dict)
+    benchmark_id: str = Field(
+        pattern=ID_PATTERN,
+        description="Chosen by the requester; a repeat with a known id is ignored.",
+    )
+    target: BenchTarget = Field(description="What to load.")
+    workload: Workload = Field(description="Profile, stop condition, dataset, SLOs, workers.")
 
 
 class BenchCancel(Message):
-    subject: ClassVar[str] = subjects.BENCH_CANCEL
+    """Stop a benchmark; the records so far are kept and reported."""
 
-    benchmark_id: str = Field(pattern=ID_PATTERN)
+    benchmark_id: str = BENCHMARK_ID
 
 
 class BenchStarted(Message):
-    subject: ClassVar[str] = subjects.BENCH_STARTED
+    """The target is resolved and checked; load begins."""
 
-    benchmark_id: str = Field(pattern=ID_PATTERN)
-    target_url: str
+    benchmark_id: str = BENCHMARK_ID
+    target_url: str = Field(description="The URL the load goes to (resolved from a service).")
 
 
 class BenchMetrics(Message):
-    """A window of live figures (not the final statistics: those are in the results)."""
+    """A window of live figures (not the final statistics: those are in the summary)."""
 
-    subject: ClassVar[str] = subjects.BENCH_METRICS
-
-    benchmark_id: str = Field(pattern=ID_PATTERN)
-    window: dict[str, Any]
+    benchmark_id: str = BENCHMARK_ID
+    window: WindowStats = Field(description="Counters, rates and medians of the last window.")
 
 
 class BenchCompleted(Message):
-    subject: ClassVar[str] = subjects.BENCH_COMPLETED
+    """The run ended by itself or was cancelled; its results are written."""
 
-    benchmark_id: str = Field(pattern=ID_PATTERN)
-    summary: dict[str, Any]
-    results_dir: str
+    benchmark_id: str = BENCHMARK_ID
+    state: BenchState = Field(description="completed, or cancelled.")
+    summary: BenchSummary | None = Field(
+        default=None, description="Every statistic; none when cancelled before any load."
+    )
+    reason: str | None = Field(default=None, description="Why it stopped early, if it did.")
+    results_dir: str = Field(description="Folder with summary.json, records, the report.")
 
 
 class BenchFailed(Message):
-    subject: ClassVar[str] = subjects.BENCH_FAILED
+    """The benchmark could not run, or broke off; the reason says why."""
 
-    benchmark_id: str = Field(pattern=ID_PATTERN)
-    reason: str
+    benchmark_id: str = BENCHMARK_ID
+    reason: str = Field(description="Field path and cause (a bad workload), or the error.")

@@ -2,48 +2,48 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from pydantic import Field
 
-from aifactory.shared import subjects
 from aifactory.shared.messages.base import ID_PATTERN, Message, Model
 from aifactory.shared.states import JobState
+
+SERVICE_ID = Field(pattern=ID_PATTERN, description="The deployed service this is about.")
 
 
 class Endpoint(Model):
     """Where one replica of a service answers."""
 
-    host: str
-    port: int = Field(ge=1, le=65535)
-    url: str
-    replica: int = Field(default=0, ge=0)
+    host: str = Field(description="Host name or address the replica listens on.")
+    port: int = Field(ge=1, le=65535, description="Its port.")
+    url: str = Field(description="Base URL, e.g. ``http://node12:8000``.")
+    replica: int = Field(default=0, ge=0, description="Replica index within the service.")
 
 
 class JobEvent(Message):
-    """One observed job transition; the subject is ``job_subject(job_state)``."""
+    """One observed job transition; the subject names the transition (``job.running``)."""
 
-    service_id: str = Field(pattern=ID_PATTERN)
-    job_id: str
-    job_state: JobState
-    reason: str | None = None
-    nodes: list[str] = Field(default_factory=list)
-    exit_code: int | None = None
-    #: Set on ``job.submitted`` only: the submission itself, not a scheduler observation.
-    submitted: bool = False
+    service_id: str = SERVICE_ID
+    job_id: str = Field(description="The scheduler's job id.")
+    job_state: JobState = Field(description="The scheduler's precise state (node_fail, …).")
+    reason: str | None = Field(default=None, description="Pending reason or end reason.")
+    nodes: list[str] = Field(default_factory=list, description="Nodes the job runs on.")
+    exit_code: int | None = Field(default=None, description="Exit code once it has ended.")
+    submitted: bool = Field(
+        default=False, description="Set on ``job.submitted`` only: the submission itself."
+    )
 
 
 class ServiceReady(Message):
-    subject: ClassVar[str] = subjects.SERVICE_READY
+    """Every replica answers its health path."""
 
-    service_id: str = Field(pattern=ID_PATTERN)
-    recipe: str
-    endpoints: list[Endpoint]
+    service_id: str = SERVICE_ID
+    recipe: str = Field(description="``category/name`` of the deployed recipe.")
+    endpoints: list[Endpoint] = Field(description="One per replica.")
 
 
 class ServiceUnhealthy(Message):
-    subject: ClassVar[str] = subjects.SERVICE_UNHEALTHY
+    """Not healthy within the recipe's timeout (the job is cancelled), or no longer healthy."""
 
-    service_id: str = Field(pattern=ID_PATTERN)
-    reason: str
-    endpoints: list[Endpoint] = Field(default_factory=list)
+    service_id: str = SERVICE_ID
+    reason: str = Field(description="What the health check saw.")
+    endpoints: list[Endpoint] = Field(default_factory=list, description="Known endpoints.")

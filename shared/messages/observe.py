@@ -8,33 +8,34 @@ from aifactory.shared.messages.base import ID_PATTERN, Message, Model
 
 
 class Sample(Model):
-    name: str
-    labels: dict[str, str] = Field(default_factory=dict)
-    value: float
-    timestamp: float
+    """One scraped value."""
+
+    name: str = Field(description="Metric name as exposed (``vllm:num_requests_running``).")
+    labels: dict[str, str] = Field(default_factory=dict, description="Its labels.")
+    value: float = Field(description="The value.")
+    timestamp: float = Field(description="Scrape time, seconds since the epoch.")
 
 
 class MonitorSamples(Message):
-    """Published on ``monitor.samples.<service_id>``."""
+    """Samples scraped from one service's targets."""
 
-    service_id: str = Field(pattern=ID_PATTERN)
-    samples: list[Sample]
+    service_id: str = Field(pattern=ID_PATTERN, description="The service scraped.")
+    samples: list[Sample] = Field(description="Every sample of one scrape round.")
 
 
 class LogLines(Message):
-    """Published on ``logs.<service_id>.<stream>``."""
+    """A batch of lines of one job output stream."""
 
-    service_id: str = Field(pattern=ID_PATTERN)
-    stream: str
-    lines: list[str]
-    offset: int = Field(ge=0)
+    service_id: str = Field(pattern=ID_PATTERN, description="The service (or job) it is from.")
+    stream: str = Field(description="``out`` or ``err``.")
+    lines: list[str] = Field(description="Complete lines, in order.")
+    offset: int = Field(ge=0, description="Byte offset of the first line in the file.")
 
 
 class DeadLetter(Message):
-    """A message a consumer could not accept, with why; published on ``deadletter.<subject>``."""
+    """A message a consumer could not accept, with why."""
 
-    original_subject: str
-    reason: str
-    #: The original body, decoded leniently and truncated: enough to debug, bounded in size.
-    payload: str
-    consumer: str
+    original_subject: str = Field(description="Where it was published.")
+    reason: str = Field(description="Field path and cause, as validation reported them.")
+    payload: str = Field(description="The original body, decoded leniently, truncated to 4 KiB.")
+    consumer: str = Field(description="The component that refused it.")

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from aifactory.shared.messages.jobs import Endpoint
 from aifactory.shared.recipes.checks import cross_field_problems
 from aifactory.shared.recipes.errors import (
     FIELDS_ERROR_TYPE,
@@ -42,13 +43,10 @@ from aifactory.shared.recipes.fields import (
     Version,
 )
 from aifactory.shared.recipes.templates import ScriptTemplate, template_named
+from aifactory.shared.strict import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Resources(_Strict):
+class Resources(StrictModel):
     """What the batch job asks SLURM for. ``gpu`` and ``cpus_per_task`` are per node."""
 
     nodes: int = Field(default=1, ge=1, le=1024)
@@ -71,7 +69,7 @@ class Resources(_Strict):
         return f"gpu:{self.gpu_type}:{self.gpu}" if self.gpu_type else f"gpu:{self.gpu}"
 
 
-class Distributed(_Strict):
+class Distributed(StrictModel):
     """Model parallelism; ``ray`` starts a Ray cluster over all nodes of the job."""
 
     tensor_parallel: int = Field(default=1, ge=1, le=1024)
@@ -80,14 +78,14 @@ class Distributed(_Strict):
     ray_port: Port = 6379
 
 
-class Replicas(_Strict):
+class Replicas(StrictModel):
     """Independent servers in one job: ``resources.gpu // gpu_per_replica`` of them."""
 
     gpu_per_replica: int = Field(default=1, ge=1, le=64)
     base_port: Port
 
 
-class Health(_Strict):
+class Health(StrictModel):
     """How the server decides the service is up (``timeout`` counts from job start)."""
 
     path: HealthPath = "/health"
@@ -95,7 +93,7 @@ class Health(_Strict):
     interval: float = Field(default=5.0, gt=0)
 
 
-class Bind(_Strict):
+class Bind(StrictModel):
     """One ``--bind source:target[:ro]``; ``create`` makes the script ``mkdir -p`` source."""
 
     source: BindSource
@@ -104,7 +102,7 @@ class Bind(_Strict):
     create: bool = False
 
 
-class ApptainerOptions(_Strict):
+class ApptainerOptions(StrictModel):
     """How ``apptainer`` is invoked; ``--nv`` is added by itself when the job has GPUs."""
 
     mode: ApptainerMode = ApptainerMode.EXEC
@@ -113,16 +111,7 @@ class ApptainerOptions(_Strict):
     writable_tmpfs: bool = False
 
 
-class Endpoint(_Strict):
-    """Where one server of a running service answers."""
-
-    host: str
-    port: Port
-    url: str
-    replica: int = Field(ge=0)
-
-
-class Recipe(_Strict):
+class Recipe(StrictModel):
     """A deployable service: container or native command, resources, ports, health check.
 
     The server command is ``command`` (argv; for ``runtime: apptainer`` the arguments after

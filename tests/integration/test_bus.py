@@ -31,11 +31,14 @@ async def test_topology_is_idempotent_and_commands_are_deduplicated(nats_server)
         await ensure_topology(js)
         await ensure_topology(js)  # second declaration: no error, same streams
         msg = DeployRequested(service_id="svc1", recipe="inference/simulator")
-        await publish(broker, msg, stream=subjects.COMMANDS_STREAM)
-        await publish(broker, msg, stream=subjects.COMMANDS_STREAM)  # re-sent: dropped
+        await publish(broker, subjects.DEPLOY_REQUESTED, msg)
+        await publish(broker, subjects.DEPLOY_REQUESTED, msg)  # re-sent: dropped
         other = DeployRequested(service_id="svc2", recipe="inference/simulator")
-        await publish(broker, other, stream=subjects.COMMANDS_STREAM)
-        assert await _stream_count(js, subjects.COMMANDS_STREAM, subjects.DEPLOY_REQUESTED) == 2
+        await publish(broker, subjects.DEPLOY_REQUESTED, other)
+        assert (
+            await _stream_count(js, subjects.COMMANDS_STREAM, subjects.DEPLOY_REQUESTED.subject())
+            == 2
+        )
     finally:
         await broker.stop()
 
@@ -81,15 +84,15 @@ async def test_malformed_message_is_dead_lettered_with_field_reason(nats_server)
         await ensure_topology(js)
         body = json.dumps({"service_id": "bad id!", "recipe": "inference/simulator"}).encode()
         decoded = await decode_or_deadletter(
-            broker, body, DeployRequested, subject=subjects.DEPLOY_REQUESTED, consumer="t"
+            broker, body, DeployRequested, subject=subjects.DEPLOY_REQUESTED.subject(), consumer="t"
         )
         assert decoded is None
         sub = await js.subscribe(
-            subjects.deadletter(subjects.DEPLOY_REQUESTED),
+            subjects.DEADLETTER.subject(subject=subjects.DEPLOY_REQUESTED.subject()),
             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
         )
         letter = json.loads((await sub.next_msg(timeout=5)).data)
-        assert letter["original_subject"] == subjects.DEPLOY_REQUESTED
+        assert letter["original_subject"] == subjects.DEPLOY_REQUESTED.subject()
         assert "service_id" in letter["reason"]
         assert "bad id!" in letter["payload"]
     finally:

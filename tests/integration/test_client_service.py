@@ -23,6 +23,8 @@ from aifactory.shared.messages import BenchCancel, BenchRequested, BenchTarget, 
 from aifactory.shared.natsd import EmbeddedNats, free_port
 from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from aifactory.shared.states import ServiceState
+from aifactory.shared.strict import WIRE
+from aifactory.shared.workload import Workload
 from tests.integration.test_loadgen_simfixture import Simulator, running
 
 pytestmark = pytest.mark.nats
@@ -85,9 +87,15 @@ async def bus(nats_server: EmbeddedNats) -> AsyncIterator[Bus]:
     await nc.close()
 
 
-async def _publish(js: Any, message: Any) -> None:
+async def _publish(js: Any, message: BenchRequested | BenchCancel) -> None:
+    """A raw JetStream publish, as any NATS client could send it."""
+    channel = (
+        subjects.BENCH_REQUESTED if isinstance(message, BenchRequested) else subjects.BENCH_CANCEL
+    )
     await js.publish(
-        message.subject, message.model_dump_json().encode(), headers={"Nats-Msg-Id": message.id}
+        channel.subject(),
+        message.model_dump_json(context=WIRE).encode(),
+        headers={"Nats-Msg-Id": message.id},
     )
 
 
@@ -143,8 +151,11 @@ async def test_bench_by_service_id_publishes_events_and_stores_results(
             break
         if json.loads(msg.data).get("benchmark_id") == "b1":
             seen.append(msg.subject)
-    assert seen[0] == subjects.BENCH_STARTED and seen[-1] == subjects.BENCH_COMPLETED
-    assert seen.count(subjects.BENCH_COMPLETED) == 1
+    assert (
+        seen[0] == subjects.BENCH_STARTED.subject()
+        and seen[-1] == subjects.BENCH_COMPLETED.subject()
+    )
+    assert seen.count(subjects.BENCH_COMPLETED.subject()) == 1
     metrics = httpx.get(client_service + "/metrics").text
     assert 'aifactory_client_requests_total{result="ok"} 40.0' in metrics
 
@@ -152,21 +163,30 @@ async def test_bench_by_service_id_publishes_events_and_stores_results(
 async def test_bad_workload_fails_with_field_path_and_malformed_is_dead_lettered(
     bus: Bus, client_service: str, simulator: Simulator
 ) -> None:
+    # A target the loader refuses: the run fails, the reason names the field.
     cmd = BenchRequested(
         benchmark_id="bad",
-        target=BenchTarget(url=simulator.url),
-        workload={"profile": "poisson", "rate": -3},
+        target=BenchTarget(service_id="nosuchservice"),
+        workload=Workload(requests=3),
     )
     await _publish(bus.js, cmd)
     record = await _wait_record(bus.benchmarks, "bad")
     assert record.state.value == "failed"
-    assert record.reason is not None and "workload.rate" in record.reason
-    await bus.js.publish(subjects.BENCH_REQUESTED, b'{"benchmark_id": 1}')
+    assert record.reason is not None and "target.service_id" in record.reason
+    # A workload no valid message can carry, from a raw client: dead-lettered with the path.
     sub = await bus.js.subscribe(
-        subjects.deadletter(subjects.BENCH_REQUESTED), stream=subjects.DEADLETTER_STREAM
+        subjects.DEADLETTER.subject(subject=subjects.BENCH_REQUESTED.subject()),
+        stream=subjects.DEADLETTER_STREAM,
     )
+    bad_workload = cmd.model_dump(mode="json") | {"benchmark_id": "bad2", "id": "x2"}
+    bad_workload["workload"]["rate"] = -3
+    await bus.js.publish(subjects.BENCH_REQUESTED.subject(), json.dumps(bad_workload).encode())
+    letter = json.loads((await sub.next_msg(timeout=10)).data)
+    assert "workload.rate" in letter["reason"]
+    await bus.js.publish(subjects.BENCH_REQUESTED.subject(), b'{"benchmark_id": 1}')
     letter = json.loads((await sub.next_msg(timeout=10)).data)
     assert "benchmark_id" in letter["reason"]
+    assert await bus.benchmarks.get("bad2") is None
     assert httpx.get(client_service + "/health").is_success
 
 

@@ -137,6 +137,7 @@ async def test_benchmark_requests_are_validated_and_published(ingress, nats_serv
     import nats as nats_client
 
     from aifactory.shared import subjects
+    from aifactory.shared.workload import Workload
 
     client, registry = ingress
     bad = await client.post(
@@ -148,14 +149,14 @@ async def test_benchmark_requests_are_validated_and_published(ingress, nats_serv
         headers=AUTH,
     )
     assert bad.status_code == 422
-    assert bad.json()["detail"][0]["loc"] == ["workload", "rate"]
+    assert bad.json()["detail"][0]["loc"] == ["body", "workload", "rate"]
     unknown = await client.post(
         "/api/v1/benchmarks",
         json={"target": {"service_id": "nosuch"}, "workload": {"requests": 3}},
         headers=AUTH,
     )
     assert unknown.status_code == 422
-    assert unknown.json()["detail"][0]["loc"] == ["target", "service_id"]
+    assert unknown.json()["detail"][0]["loc"] == ["body", "target", "service_id"]
     both = await client.post(
         "/api/v1/benchmarks",
         json={"target": {"service_id": "a", "url": "http://127.0.0.1:9"}},
@@ -176,12 +177,15 @@ async def test_benchmark_requests_are_validated_and_published(ingress, nats_serv
     nc = await nats_client.connect(nats_server.url)
     try:
         js = nc.jetstream()
-        sub = await js.subscribe(subjects.BENCH_REQUESTED, stream=subjects.COMMANDS_STREAM)
+        sub = await js.subscribe(
+            subjects.BENCH_REQUESTED.subject(), stream=subjects.COMMANDS_STREAM
+        )
         command = json.loads((await sub.next_msg(timeout=5)).data)
     finally:
         await nc.close()
     assert command["benchmark_id"] == benchmark_id
     assert command["target"]["service_id"] == "svc"
-    assert command["workload"] == {"profile": "synchronous", "requests": 3}
+    sent = Workload.model_validate(command["workload"])
+    assert sent == Workload(profile="synchronous", requests=3)
     missing = await client.get("/api/v1/benchmarks/nosuch", headers=AUTH)
     assert missing.status_code == 404

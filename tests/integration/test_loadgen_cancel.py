@@ -6,7 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from aifactory.loadgen import BenchConfig, ErrorType, run_benchmark
+from aifactory.loadgen import BenchConfig, run_benchmark
+from aifactory.shared.results import ErrorType
 from aifactory.shared.states import BenchState
 from tests.integration.test_loadgen_simfixture import running
 

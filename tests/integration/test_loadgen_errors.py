@@ -17,10 +17,8 @@ from aiohttp import web
 from aifactory.loadgen import (
     BenchConfig,
     DatasetError,
-    ErrorType,
     PreflightError,
     RequestRecord,
-    TokenSource,
     WorkerProgress,
     WorkerSpec,
     run_benchmark,
@@ -28,6 +26,7 @@ from aifactory.loadgen import (
 )
 from aifactory.loadgen.datasets import EstimateTokenCounter
 from aifactory.loadgen.scheduler import plan_for_profile
+from aifactory.shared.results import ErrorType, TokenSource
 from tests.integration.test_loadgen_simfixture import running
 
 

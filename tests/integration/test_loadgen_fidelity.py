@@ -6,13 +6,8 @@ from typing import Any
 
 import pytest
 
-from aifactory.loadgen import (
-    BenchConfig,
-    RequestRecord,
-    TokenSource,
-    WindowStats,
-    run_benchmark,
-)
+from aifactory.loadgen import BenchConfig, RequestRecord, run_benchmark
+from aifactory.shared.results import TokenSource, WindowStats
 from tests.integration.test_loadgen_simfixture import pinned, running
 
 SIM_ARGS = ("--ttft-ms", "50", "--itl-ms", "5", "--output-tokens", "64")

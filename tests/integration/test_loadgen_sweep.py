@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aifactory.loadgen import BenchConfig, run_benchmark
-from aifactory.loadgen.scheduler import LoopKind
+from aifactory.shared.results import LoopKind
 from tests.integration.test_loadgen_simfixture import running
 
 

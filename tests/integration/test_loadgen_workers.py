@@ -19,10 +19,10 @@ from aifactory.loadgen import (
 )
 from aifactory.loadgen.errors import WorkerError
 from aifactory.loadgen.messages import WorkerSpec
-from aifactory.loadgen.metrics.stats import PERCENTILES, Distribution
 from aifactory.loadgen.runner import worker_specs
 from aifactory.loadgen.scheduler import plan_for_profile
 from aifactory.loadgen.workers import ProcessWorkers, spec_json
+from aifactory.shared.results import PERCENTILES, Distribution
 from tests.integration.test_loadgen_simfixture import running
 
 

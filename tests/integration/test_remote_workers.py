@@ -25,16 +25,15 @@ from faststream.nats import NatsBroker
 
 from aifactory.loadgen.metrics.records import RequestRecord
 from aifactory.loadgen.metrics.stats import describe
-from aifactory.loadgen.metrics.window import WindowStats
-from aifactory.loadgen.remote import RemoteWorkersError, run_remote_benchmark
+from aifactory.loadgen.remote import RemoteWorkersError, protocol, run_remote_benchmark
 from aifactory.loadgen.remote.coordinator import RemoteTimeouts
 from aifactory.loadgen.results import BenchResult
-from aifactory.shared import subjects
 from aifactory.shared.bus import make_broker
 from aifactory.shared.executors.base import Executor
 from aifactory.shared.executors.local import LocalExecutor
 from aifactory.shared.executors.slurm import SlurmExecutor
 from aifactory.shared.natsd import EmbeddedNats
+from aifactory.shared.results import WindowStats
 from aifactory.shared.settings import Settings
 from aifactory.shared.states import BenchState
 from aifactory.shared.workload import BenchConfig
@@ -123,7 +122,7 @@ async def test_two_workers_local_executor_merge_exactly(
     # Records, orders and the API key are not left behind on the bus.
     nc = await nats.connect(nats_server.url)
     try:
-        info = await nc.jetstream().stream_info(subjects.BENCH_WORK_STREAM)
+        info = await nc.jetstream().stream_info(protocol.BENCH_WORK_STREAM)
         assert info.state.messages == 0
     finally:
         await nc.close()
@@ -200,8 +199,8 @@ async def _hellos(url: str, bid: str, count: int, timeout: float) -> dict[int, d
         while time.monotonic() < deadline and len(found) < count:
             try:
                 sub = await js.subscribe(
-                    subjects.bench_worker(bid),
-                    stream=subjects.BENCH_WORK_STREAM,
+                    protocol.BENCH_WORKER.subject(benchmark_id=bid),
+                    stream=protocol.BENCH_WORK_STREAM,
                     ordered_consumer=True,
                 )
             except nats.js.errors.NotFoundError:

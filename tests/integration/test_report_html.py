@@ -6,16 +6,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from aifactory.loadgen import (
-    BenchConfig,
-    ErrorType,
-    read_records,
-    read_summary,
-    run_benchmark,
-)
+from aifactory.loadgen import BenchConfig, read_records, read_summary, run_benchmark
 from aifactory.loadgen.results import write_results
 from aifactory.report import build_report, report_command
 from aifactory.report.charts import series_for
+from aifactory.shared.results import ErrorType
 from tests.integration.test_loadgen_simfixture import running
 
 SIM_ARGS = ("--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "16")

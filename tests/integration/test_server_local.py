@@ -58,13 +58,15 @@ async def test_deploy_runs_then_delete_cancels(server: ServerProcess, nats_serve
 
     seen = await event_subjects(nats_server.url, service_id)
     for expected in (
-        subjects.JOB_SUBMITTED,
-        subjects.JOB_RUNNING,
-        subjects.SERVICE_READY,
-        subjects.JOB_CANCELLED,
+        subjects.JOB.subject(event="submitted"),
+        subjects.JOB.subject(event="running"),
+        subjects.SERVICE_READY.subject(),
+        subjects.JOB.subject(event="cancelled"),
     ):
         assert expected in seen, seen
-    assert seen.index(subjects.JOB_SUBMITTED) < seen.index(subjects.SERVICE_READY)
+    assert seen.index(subjects.JOB.subject(event="submitted")) < seen.index(
+        subjects.SERVICE_READY.subject()
+    )
 
 
 async def test_invalid_recipe_and_override_are_rejected_with_field_path(
@@ -93,10 +95,13 @@ async def test_malformed_command_is_dead_lettered_and_service_keeps_serving(
     nc = await nats.connect(nats_server.url)
     try:
         js = nc.jetstream()
-        await js.publish(subjects.DEPLOY_REQUESTED, b'{"service_id": "x; rm -rf /", "recipe": 5}')
-        await js.publish(subjects.DEPLOY_REQUESTED, b"not json at all")
+        await js.publish(
+            subjects.DEPLOY_REQUESTED.subject(), b'{"service_id": "x; rm -rf /", "recipe": 5}'
+        )
+        await js.publish(subjects.DEPLOY_REQUESTED.subject(), b"not json at all")
         sub = await js.subscribe(
-            subjects.deadletter(subjects.DEPLOY_REQUESTED), stream=subjects.DEADLETTER_STREAM
+            subjects.DEADLETTER.subject(subject=subjects.DEPLOY_REQUESTED.subject()),
+            stream=subjects.DEADLETTER_STREAM,
         )
         letters = [json.loads((await sub.next_msg(timeout=10)).data) for _ in range(2)]
     finally:
@@ -131,7 +136,9 @@ async def test_service_that_never_gets_healthy_is_failed_and_its_job_cancelled(
             service_id = created.json()["service_id"]
             record = await wait_for_state(client, proc.base, service_id, {"failed"})
             assert "not healthy within" in record["reason"]
-        assert subjects.SERVICE_UNHEALTHY in await event_subjects(nats_server.url, service_id)
+        assert subjects.SERVICE_UNHEALTHY.subject() in await event_subjects(
+            nats_server.url, service_id
+        )
     finally:
         proc.stop()
 
@@ -165,7 +172,9 @@ async def test_command_sent_while_server_is_down_is_handled_after_restart(
     try:
         js = nc.jetstream()
         await js.publish(
-            cmd.subject, cmd.model_dump_json().encode(), headers={"Nats-Msg-Id": cmd.id}
+            subjects.DEPLOY_REQUESTED.subject(),
+            cmd.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": cmd.id},
         )
     finally:
         await nc.close()

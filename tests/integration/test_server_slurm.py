@@ -17,10 +17,12 @@ import pytest
 from aifactory.services.server.lifecycle import Lifecycle, job_name_for
 from aifactory.services.server.metrics import ServerMetrics
 from aifactory.services.server.tracker import Tracker
+from aifactory.shared import subjects
 from aifactory.shared.bus import ensure_topology, make_broker
 from aifactory.shared.executors.slurm import SlurmExecutor
 from aifactory.shared.messages import DeployRequested
 from aifactory.shared.natsd import EmbeddedNats, free_port
+from aifactory.shared.recipes import load_recipe
 from aifactory.shared.registry import KVRegistry, ServiceRecord
 from aifactory.shared.settings import Settings
 from aifactory.shared.states import JobState, ServiceState
@@ -105,7 +107,9 @@ async def test_kill9_during_deploy_then_restart_leaves_exactly_one_job(
         js = nc.jetstream()
         cmd = DeployRequested(service_id=service_id, recipe="inference/httpserver")
         await js.publish(
-            cmd.subject, cmd.model_dump_json().encode(), headers={"Nats-Msg-Id": cmd.id}
+            subjects.DEPLOY_REQUESTED.subject(),
+            cmd.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": cmd.id},
         )
         kv = await js.key_value("aif_services")
         deadline = time.monotonic() + 20
@@ -118,7 +122,9 @@ async def test_kill9_during_deploy_then_restart_leaves_exactly_one_job(
         server.kill9()
         # The same command arrives again too, as a client retrying would send it.
         await js.publish(
-            cmd.subject, cmd.model_dump_json().encode(), headers={"Nats-Msg-Id": cmd.id}
+            subjects.DEPLOY_REQUESTED.subject(),
+            cmd.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": cmd.id},
         )
     finally:
         await nc.close()
@@ -170,6 +176,7 @@ async def test_200_tracked_jobs_cost_one_squeue_per_poll(
             )
             real_ids.append(job.job_id)
         ids = real_ids + [str(9_000_000 + i) for i in range(198)]
+        spec = load_recipe("inference/simulator", settings.recipes_dir)
         for i, job_id in enumerate(ids):
             sid = f"poll{i}"
             await registry.create(
@@ -183,6 +190,7 @@ async def test_200_tracked_jobs_cost_one_squeue_per_poll(
                     workdir=str(jobs_dir),
                     job_id=job_id,
                     job_state=JobState.PENDING,
+                    spec=spec,
                 ),
             )
             lifecycle.tracked.add(sid)

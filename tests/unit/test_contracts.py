@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from aifactory.loadgen.remote import protocol
 from aifactory.shared import subjects
 from aifactory.shared.messages import BenchTarget, DeployRequested
 from aifactory.shared.settings import Settings
@@ -39,24 +40,25 @@ def test_every_job_state_maps_to_a_service_state(
 
 
 def test_every_job_state_has_a_subject_in_the_catalogue() -> None:
-    catalogue = {
-        subjects.JOB_PENDING,
-        subjects.JOB_RUNNING,
-        subjects.JOB_COMPLETED,
-        subjects.JOB_FAILED,
-        subjects.JOB_CANCELLED,
-        subjects.JOB_TIMEOUT,
-    }
+    events = set(subjects.JOB.enums["event"])
     for state in JobState:
-        assert subjects.job_subject(state) in catalogue
-    assert subjects.job_subject(JobState.OUT_OF_MEMORY) == subjects.JOB_FAILED
+        assert subjects.job_event(state) in events
+        assert subjects.JOB.subject(event=subjects.job_event(state)).startswith("job.")
+    assert subjects.job_event(JobState.OUT_OF_MEMORY) == "failed"
+    with pytest.raises(ValueError, match="not one of"):
+        subjects.JOB.subject(event="exploded")
 
 
 def test_subject_tokens_reject_wildcards_and_dots() -> None:
-    assert subjects.logs("svc1", "stdout") == "logs.svc1.stdout"
+    assert subjects.JOB.subject(event="running") == "job.running"
+    assert subjects.JOB.filter == "job.*"
+    assert subjects.DEADLETTER.subject(subject="deploy.requested") == "deadletter.deploy.requested"
+    assert subjects.DEADLETTER.filter == "deadletter.>"
     for bad in ("a.b", "*", ">", "a b", ""):
         with pytest.raises(ValueError, match="subject token"):
-            subjects.monitor_samples(bad)
+            protocol.BENCH_HEARTBEAT.subject(benchmark_id=bad)
+    with pytest.raises(ValueError, match="needs parameters"):
+        subjects.JOB.subject()
 
 
 def test_messages_reject_unknown_fields_and_bad_ids() -> None:
@@ -91,19 +93,16 @@ def test_settings_from_yaml_file_and_env_precedence(
 
 
 def test_asyncapi_document_covers_every_subject_with_its_schema() -> None:
-    from aifactory.shared.catalogue import CATALOGUE, asyncapi_document
+    from aifactory.contract import CHANNELS, bus_document
 
-    document = asyncapi_document()
+    document = bus_document("nats://127.0.0.1:4222")
     assert document["asyncapi"].startswith("3.")
     addresses = {channel["address"] for channel in document["channels"].values()}
-    for subject in (
-        *subjects.COMMAND_SUBJECTS,
-        subjects.JOB_SUBMITTED,
-        subjects.SERVICE_READY,
-        subjects.BENCH_COMPLETED,
-    ):
-        assert subject in addresses
-    assert {c.subject for c in CATALOGUE} <= addresses
+    assert {c.address for c in CHANNELS} == addresses
     schemas = document["components"]["schemas"]
     assert "service_id" in schemas["DeployRequested"]["properties"]
     assert "job_state" in schemas["JobEvent"]["properties"]
+    # the summary travels typed: its nested models are in the document too
+    assert "runs" in schemas["BenchSummary"]["properties"]
+    described = schemas["DeployRequested"]["properties"]["overrides"]
+    assert described["description"].startswith("Recipe fields to change")

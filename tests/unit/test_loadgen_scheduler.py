@@ -10,13 +10,13 @@ import pytest
 from aifactory.loadgen.engine import Budget
 from aifactory.loadgen.runner import next_stage, worker_specs
 from aifactory.loadgen.scheduler import (
-    LoopKind,
     RunPlan,
     arrival_offsets,
     plan_for_profile,
     split_plan,
     sweep_rates,
 )
+from aifactory.shared.results import LoopKind
 from aifactory.shared.workload import BenchConfig, ProfileKind
 
 NS = 1_000_000_000
@@ -102,8 +102,7 @@ def test_profile_plans_and_synchronous_uses_one_worker() -> None:
 
 
 def test_sweep_stages_follow_measured_rates() -> None:
-    from aifactory.loadgen.metrics.stats import Distribution
-    from aifactory.loadgen.metrics.summary import RunSummary
+    from aifactory.shared.results import Distribution, RunSummary
     from aifactory.shared.states import BenchState
 
     cfg = _cfg(profile=ProfileKind.SWEEP, sweep_rates=2, concurrency=16)

@@ -7,7 +7,8 @@ import statistics
 
 import pytest
 
-from aifactory.loadgen.metrics.stats import PERCENTILES, describe, percentile
+from aifactory.loadgen.metrics.stats import describe, percentile
+from aifactory.shared.results import PERCENTILES
 
 
 def test_percentiles_match_statistics_inclusive_method() -> None:

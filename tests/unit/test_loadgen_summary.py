@@ -7,23 +7,12 @@ from pathlib import Path
 import pytest
 
 from aifactory.loadgen.messages import WorkerReport
-from aifactory.loadgen.metrics.records import (
-    ErrorType,
-    RequestRecord,
-    TokenSource,
-    dump_records,
-    load_records,
-)
+from aifactory.loadgen.metrics.records import RequestRecord, dump_records, load_records
 from aifactory.loadgen.metrics.summary import meets_slo, summarize_run
-from aifactory.loadgen.results import (
-    BenchResult,
-    BenchSummary,
-    read_records,
-    read_summary,
-    write_results,
-)
-from aifactory.loadgen.scheduler import LoopKind, RunPlan
+from aifactory.loadgen.results import BenchResult, read_records, read_summary, write_results
+from aifactory.loadgen.scheduler import RunPlan
 from aifactory.shared.messages.base import utcnow
+from aifactory.shared.results import BenchSummary, ErrorType, LoopKind, TokenSource
 from aifactory.shared.states import BenchState
 from aifactory.shared.workload import BenchConfig, SloConfig
 

@@ -15,14 +15,7 @@ from aifactory.loadgen.messages import WorkerProgress
 from aifactory.loadgen.metrics.records import RequestRecord
 from aifactory.loadgen.progress import LiveProgress
 from aifactory.loadgen.remote.board import Board
-from aifactory.loadgen.remote.sink import NatsRecordSink
-from aifactory.loadgen.remote.stages import (
-    RemoteRun,
-    RemoteTimeouts,
-    RemoteWorkersError,
-)
-from aifactory.shared.executors.base import Executor, JobStatus, SubmittedJob
-from aifactory.shared.messages.workers import (
+from aifactory.loadgen.remote.protocol import (
     WorkerDone,
     WorkerFailed,
     WorkerHeartbeat,
@@ -30,6 +23,13 @@ from aifactory.shared.messages.workers import (
     WorkerRecords,
     records_msg_id,
 )
+from aifactory.loadgen.remote.sink import NatsRecordSink
+from aifactory.loadgen.remote.stages import (
+    RemoteRun,
+    RemoteTimeouts,
+    RemoteWorkersError,
+)
+from aifactory.shared.executors.base import Executor, JobStatus, SubmittedJob
 from aifactory.shared.states import JobState
 
 BID = "b1"
@@ -143,7 +143,14 @@ def test_a_lost_batch_fails_the_run_naming_the_worker() -> None:
             "worker 1 (host node1, pid 101) failed in stage 0: PreflightError: boom",
         ),
         (
-            WorkerRecords(benchmark_id=BID, stage=3, worker=1, seq=0, records=[], progress={}),
+            WorkerRecords(
+                benchmark_id=BID,
+                stage=3,
+                worker=1,
+                seq=0,
+                records=[],
+                progress={"worker_id": 1, "run_index": 3},
+            ),
             "worker 1 (host node1, pid 101) sent records for stage 3",
         ),
     ],

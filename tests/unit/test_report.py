@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 
 from aifactory.loadgen.messages import WorkerReport
-from aifactory.loadgen.metrics.records import ErrorType, RequestRecord, TokenSource
-from aifactory.loadgen.metrics.summary import RunSummary, summarize_run
-from aifactory.loadgen.results import (
-    RECORDS_FILE,
-    BenchResult,
-    BenchSummary,
-    write_results,
-)
-from aifactory.loadgen.scheduler import LoopKind, RunPlan
+from aifactory.loadgen.metrics.records import RequestRecord
+from aifactory.loadgen.metrics.summary import summarize_run
+from aifactory.loadgen.results import RECORDS_FILE, BenchResult, write_results
+from aifactory.loadgen.scheduler import RunPlan
 from aifactory.report import (
     ReportError,
     build_experiment_report,
@@ -33,6 +28,7 @@ from aifactory.report.charts import (
 )
 from aifactory.report.view import fmt_value, setup_rows
 from aifactory.shared.messages.base import utcnow
+from aifactory.shared.results import BenchSummary, ErrorType, LoopKind, RunSummary, TokenSource
 from aifactory.shared.states import BenchState
 from aifactory.shared.workload import BenchConfig, SloConfig
 

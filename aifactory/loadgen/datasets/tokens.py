@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
-from aifactory.loadgen.metrics.records import TokenSource
+from aifactory.shared.results import TokenSource
 
 _PIECES = re.compile(r"[A-Za-z]+|[0-9]{1,3}|[^\sA-Za-z0-9]")
 

@@ -10,33 +10,12 @@ the latency statistics.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import orjson
 from pydantic import TypeAdapter
 
-
-class ErrorType(StrEnum):
-    """Why a request failed. Counted apart from latencies, one counter per type."""
-
-    HTTP_4XX = "http_4xx"
-    HTTP_5XX = "http_5xx"
-    TIMEOUT = "timeout"
-    CONNECTION_REFUSED = "connection_refused"
-    CONNECTION_ERROR = "connection_error"  # reset, DNS, disconnect before any response byte
-    STREAM_CUT = "stream_cut"  # response ended before its terminal marker
-    STREAM_ERROR = "stream_error"  # the server put an error object inside the stream
-    INVALID_RESPONSE = "invalid_response"  # unparsable JSON / unexpected shape
-    CANCELLED = "cancelled"  # still in flight when the run stopped
-
-
-class TokenSource(StrEnum):
-    """Where a token count came from."""
-
-    USAGE = "usage"  # the server's usage block (OpenAI usage / Ollama eval_count)
-    TOKENIZER = "tokenizer"  # a real tokenizer supplied by the caller
-    ESTIMATE = "estimate"  # the built-in deterministic estimate (no tokenizer download)
+from aifactory.shared.results import ErrorType, TokenSource
 
 
 @dataclass(slots=True)

@@ -13,43 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from pydantic import BaseModel, ConfigDict
-
-#: The reported percentiles (field name → fraction).
-PERCENTILES: dict[str, float] = {
-    "p1": 0.01,
-    "p5": 0.05,
-    "p10": 0.10,
-    "p25": 0.25,
-    "p50": 0.50,
-    "p75": 0.75,
-    "p90": 0.90,
-    "p95": 0.95,
-    "p99": 0.99,
-    "p99_9": 0.999,
-}
-
-
-class Distribution(BaseModel):
-    """Summary of one metric; all ``None`` (with ``count`` 0) when there are no values."""
-
-    model_config = ConfigDict(frozen=True)
-
-    count: int = 0
-    mean: float | None = None
-    std: float | None = None
-    min: float | None = None
-    max: float | None = None
-    p1: float | None = None
-    p5: float | None = None
-    p10: float | None = None
-    p25: float | None = None
-    p50: float | None = None
-    p75: float | None = None
-    p90: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    p99_9: float | None = None
+from aifactory.shared.results import PERCENTILES, Distribution
 
 
 def percentile_sorted(values: list[float], q: float) -> float:

@@ -14,68 +14,13 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from aifactory.loadgen.messages import WorkerReport
-from aifactory.loadgen.metrics.records import ErrorType, RequestRecord, TokenSource
-from aifactory.loadgen.metrics.stats import Distribution, describe
-from aifactory.loadgen.scheduler.profiles import LoopKind, RunPlan
+from aifactory.loadgen.metrics.records import RequestRecord
+from aifactory.loadgen.metrics.stats import describe
+from aifactory.loadgen.scheduler.plan import RunPlan
+from aifactory.shared.results import ErrorType, LoopKind, RunSummary
 from aifactory.shared.states import BenchState
 from aifactory.shared.workload import SloConfig
-
-
-class RunSummary(BaseModel):
-    """One run (or one sweep stage). Rates are per second; latencies in milliseconds."""
-
-    model_config = ConfigDict(frozen=True)
-
-    run_index: int
-    label: str
-    loop: LoopKind
-    requested_rate: float | None = None
-    concurrency: int | None = None
-    burstiness: float | None = None
-    workers: int
-    state: BenchState
-    stop_reason: str = Field(description="requests | duration | max_seconds | stopped")
-
-    requests_sent: int = Field(description="measured requests sent (warmup excluded)")
-    requests_ok: int
-    requests_failed: int
-    failures: dict[ErrorType, int] = Field(default_factory=dict)
-    warmup_excluded: int = Field(description="warmup requests, excluded from all statistics")
-    warmup_failed: int = 0
-
-    first_send_s: float | None = None
-    last_send_s: float | None = None
-    last_response_s: float | None = None
-    duration_s: float | None = None
-    achieved_rate: float | None = None
-    request_throughput: float | None = None
-    output_token_throughput: float | None = None
-    total_token_throughput: float | None = None
-    goodput: float | None = None
-    goodput_requests: int | None = None
-    slo: SloConfig = SloConfig()
-
-    ttft_ms: Distribution
-    tpot_ms: Distribution
-    itl_ms: Distribution
-    e2el_ms: Distribution
-    schedule_delay_ms: Distribution
-    output_tokens: Distribution
-    prompt_tokens: Distribution
-    tokens_per_chunk: Distribution
-    output_tokens_source: dict[TokenSource, int] = Field(default_factory=dict)
-
-    in_flight_cap_hits: int = 0
-    max_in_flight: int = 0
-    cpu_s: float = Field(0.0, description="load-generator CPU (all worker processes)")
-    cpu_ms_per_request: float | None = None
-    preemptions: int = Field(
-        0, description="involuntary context switches of the workers: high = contended CPU"
-    )
-    worker_pids: list[int] = Field(default_factory=list)
 
 
 def meets_slo(rec: RequestRecord, slo: SloConfig) -> bool:

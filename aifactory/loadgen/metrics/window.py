@@ -9,34 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict
-
 from aifactory.loadgen.messages import WorkerProgress
 from aifactory.loadgen.metrics.records import RequestRecord
 from aifactory.loadgen.metrics.stats import percentile
-
-
-class WindowStats(BaseModel):
-    """Counters since the run started plus rates and medians over the last window."""
-
-    model_config = ConfigDict(frozen=True)
-
-    run_index: int
-    label: str
-    elapsed_s: float
-    window_s: float
-    sent: int
-    completed: int
-    errors: int
-    in_flight: int
-    cap_hits: int
-    window_completed: int
-    window_errors: int
-    request_rate: float  # completions per second in the window
-    output_token_rate: float
-    ttft_p50_ms: float | None = None
-    ttft_p99_ms: float | None = None
-    e2el_p50_ms: float | None = None
+from aifactory.shared.results import WindowStats
 
 
 def window_stats(

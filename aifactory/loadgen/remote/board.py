@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from aifactory.loadgen.collector import Collector
-from aifactory.loadgen.messages import WorkerProgress, WorkerReport
-from aifactory.loadgen.metrics.records import RECORDS_ADAPTER
-from aifactory.shared.bus.deadletter import describe_validation_error
-from aifactory.shared.messages.workers import (
+from aifactory.loadgen.messages import WorkerReport
+from aifactory.loadgen.remote.protocol import (
     WORKER_EVENT_ADAPTER,
     WorkerDone,
     WorkerFailed,
@@ -29,6 +27,7 @@ from aifactory.shared.messages.workers import (
     WorkerHello,
     WorkerRecords,
 )
+from aifactory.shared.bus.deadletter import describe_validation_error
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +137,7 @@ class Board:
         book = self.book
         running = book is not None and beat.stage == book.stage and beat.worker not in book.reports
         if beat.progress is not None and running:
-            self.collector.add([], WorkerProgress.model_validate(beat.progress))
+            self.collector.add([], beat.progress)
 
     def _hello(self, hello: WorkerHello) -> None:
         w = hello.worker
@@ -173,8 +172,7 @@ class Board:
             self.fail(f"{self.where(msg.worker)} sent records after its stage-{msg.stage} report")
             return
         self._seen.add(key)
-        records = RECORDS_ADAPTER.validate_python(msg.records)
-        progress = WorkerProgress.model_validate(msg.progress)
+        records, progress = msg.records, msg.progress
         book.received[msg.worker] = book.received.get(msg.worker, 0) + len(records)
         book.batches.setdefault(msg.worker, set()).add(msg.seq)
         self.collector.add(records, progress)
@@ -197,4 +195,4 @@ class Board:
                 f"{lost or 'none'}); records were lost, the statistics would be wrong"
             )
             return
-        book.reports[msg.worker] = WorkerReport.model_validate(msg.report)
+        book.reports[msg.worker] = msg.report

@@ -29,9 +29,9 @@ from nats.js.api import DeliverPolicy
 from aifactory.loadgen.collector import Collector, RecordsCallback, WindowCallback
 from aifactory.loadgen.datasets import validate_dataset
 from aifactory.loadgen.errors import ConfigError
-from aifactory.loadgen.metrics.summary import RunSummary
 from aifactory.loadgen.preflight import preflight
 from aifactory.loadgen.progress import LiveProgress
+from aifactory.loadgen.remote import protocol
 from aifactory.loadgen.remote.board import Board
 from aifactory.loadgen.remote.job import job_name, job_workdir, render_loadgen
 from aifactory.loadgen.remote.stages import (
@@ -43,9 +43,10 @@ from aifactory.loadgen.remote.stages import (
 from aifactory.loadgen.remote.topology import ensure_work_topology, purge_benchmark
 from aifactory.loadgen.results import BenchResult, assemble_result
 from aifactory.loadgen.runner import next_stage
-from aifactory.shared import subjects
+from aifactory.shared.channel import subject_token
 from aifactory.shared.executors.base import Executor, ExecutorError
 from aifactory.shared.messages.base import utcnow
+from aifactory.shared.results import RunSummary
 from aifactory.shared.settings import Settings
 from aifactory.shared.states import BenchState
 from aifactory.shared.workload import BenchConfig
@@ -71,7 +72,7 @@ async def run_remote_benchmark(
     if config.worker_nodes is None:
         raise ConfigError("worker_nodes is not set: local workers run through run_benchmark")
     try:
-        subjects.subject_token(benchmark_id)
+        subject_token(benchmark_id)
     except ValueError as exc:
         raise ConfigError(f"benchmark id: {exc}") from exc
     t = timeouts or RemoteTimeouts()
@@ -99,15 +100,19 @@ async def run_remote_benchmark(
     async def on_beat(msg: Msg) -> None:
         board.on_heartbeat(msg.data)
 
+    # One ordered consumer over both stored channels keeps records and "done" in order.
+    stored = protocol.common_filter(
+        protocol.BENCH_RECORDS, protocol.BENCH_WORKER, benchmark_id=benchmark_id
+    )
     subs = [
         await js.subscribe(
-            subjects.bench_work_filter(benchmark_id),
-            stream=subjects.BENCH_WORK_STREAM,
+            stored,
+            stream=protocol.BENCH_WORK_STREAM,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
             cb=on_stream,
         ),
-        await nc.subscribe(subjects.bench_heartbeat(benchmark_id), cb=on_beat),
+        await nc.subscribe(protocol.BENCH_HEARTBEAT.subject(benchmark_id=benchmark_id), cb=on_beat),
     ]
     runs: list[RunSummary] = []
     run: RemoteRun | None = None

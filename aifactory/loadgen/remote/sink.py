@@ -19,9 +19,9 @@ from nats.js import JetStreamContext
 
 from aifactory.loadgen.messages import WorkerProgress
 from aifactory.loadgen.metrics.records import RequestRecord
-from aifactory.shared import subjects
+from aifactory.loadgen.remote import protocol
+from aifactory.loadgen.remote.protocol import WorkerRecords, records_msg_id
 from aifactory.shared.messages.base import Message
-from aifactory.shared.messages.workers import WorkerRecords, records_msg_id
 
 log = logging.getLogger("aifactory.bench.worker")
 
@@ -42,8 +42,8 @@ class Publisher:
         self.js = js
         self.benchmark_id = benchmark_id
         self.worker = worker
-        self.records_subject = subjects.bench_records(benchmark_id)
-        self.events_subject = subjects.bench_worker(benchmark_id)
+        self.records_subject = protocol.BENCH_RECORDS.subject(benchmark_id=benchmark_id)
+        self.events_subject = protocol.BENCH_WORKER.subject(benchmark_id=benchmark_id)
 
     async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
         delay = 0.2
@@ -53,7 +53,7 @@ class Publisher:
                     subject,
                     payload,
                     timeout=PUBLISH_TIMEOUT_S,
-                    stream=subjects.BENCH_WORK_STREAM,
+                    stream=protocol.BENCH_WORK_STREAM,
                     headers={"Nats-Msg-Id": msg_id},
                 )
                 return
@@ -97,7 +97,7 @@ class NatsRecordSink:
             worker=self.publisher.worker,
             seq=self.batches,
             records=[],
-            progress=progress.model_dump(),
+            progress=progress,
         ).model_dump(mode="json")
         envelope["records"] = records  # dataclasses: orjson writes them natively, fast
         return orjson.dumps(envelope)

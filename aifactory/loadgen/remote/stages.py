@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -22,14 +21,16 @@ from nats.js.kv import KeyValue
 
 from aifactory.loadgen.errors import LoadgenError
 from aifactory.loadgen.messages import WorkerSpec
-from aifactory.loadgen.metrics.summary import RunSummary, summarize_run
+from aifactory.loadgen.metrics.summary import summarize_run
 from aifactory.loadgen.remote.board import Board
+from aifactory.loadgen.remote.protocol import WorkControl, WorkOrder, control_key, order_key
 from aifactory.loadgen.remote.topology import purge_read
-from aifactory.loadgen.scheduler import LoopKind, RunPlan, split_plan
-from aifactory.loadgen.workers import spec_json
+from aifactory.loadgen.runner import worker_specs
+from aifactory.loadgen.scheduler import RunPlan
 from aifactory.shared.executors.base import Executor, ExecutorError, JobStatus, SubmittedJob
-from aifactory.shared.messages.workers import WorkControl, WorkOrder, control_key, order_key
+from aifactory.shared.results import RunSummary
 from aifactory.shared.states import BenchState
+from aifactory.shared.strict import WIRE
 from aifactory.shared.workload import BenchConfig
 
 log = logging.getLogger(__name__)
@@ -72,14 +73,8 @@ def remote_specs(config: BenchConfig, plan: RunPlan, nodes: int) -> dict[int, Wo
     synchronous stage has one share.
     """
     per_node = config.workers
-    synchronous = plan.loop is LoopKind.CLOSED and plan.concurrency == 1
-    shares = split_plan(plan, 1 if synchronous else nodes * per_node)
-    return {
-        (k % nodes) * per_node + k // nodes: WorkerSpec(
-            config=config, plan=share, worker_id=k, n_workers=len(shares)
-        )
-        for k, share in enumerate(shares)
-    }
+    specs = worker_specs(config, plan, workers=nodes * per_node)
+    return {(k % nodes) * per_node + k // nodes: spec for k, spec in enumerate(specs)}
 
 
 async def _wait(event: asyncio.Event, other: asyncio.Event, timeout: float) -> None:
@@ -212,9 +207,11 @@ class RemoteRun:
                 stage=stage,
                 worker=worker,
                 start_wall_ns=start_wall_ns,
-                spec=json.loads(spec_json(spec)),  # the API key in clear: see topology.py
+                spec=spec,
             )
-            await self.kv.put(order_key(self.bid, worker), order.model_dump_json().encode())
+            # WIRE: the API key travels to the worker (see topology.py for its lifetime).
+            payload = order.model_dump_json(context=WIRE).encode()
+            await self.kv.put(order_key(self.bid, worker), payload)
         stopped_at: float | None = None
         while not book.complete:
             self._check_board()

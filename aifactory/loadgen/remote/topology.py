@@ -22,7 +22,8 @@ from nats.js.api import (
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
-from aifactory.shared import subjects
+from aifactory.loadgen.remote import protocol
+from aifactory.shared.subjects import stream_subjects
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ DUPLICATE_WINDOW_S = 600.0
 
 def work_stream_config() -> StreamConfig:
     return StreamConfig(
-        name=subjects.BENCH_WORK_STREAM,
-        subjects=list(subjects.BENCH_WORK_SUBJECTS),
+        name=protocol.BENCH_WORK_STREAM,
+        subjects=stream_subjects(protocol.BENCH_WORK_STREAM, protocol.CHANNELS),
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_S,
@@ -52,7 +53,7 @@ async def ensure_work_topology(js: JetStreamContext) -> KeyValue:
     """Create (or update) the work stream and return the work-order bucket."""
     config = work_stream_config()
     try:
-        info = await js.stream_info(subjects.BENCH_WORK_STREAM)
+        info = await js.stream_info(protocol.BENCH_WORK_STREAM)
     except NotFoundError:
         await js.add_stream(config)
         log.info("created stream %s", config.name)
@@ -63,11 +64,11 @@ async def ensure_work_topology(js: JetStreamContext) -> KeyValue:
         ):
             await js.update_stream(config)
     try:
-        return await js.key_value(subjects.BENCH_WORK_BUCKET)
+        return await js.key_value(protocol.BENCH_WORK_BUCKET)
     except BucketNotFoundError:
         return await js.create_key_value(
             KeyValueConfig(
-                bucket=subjects.BENCH_WORK_BUCKET,
+                bucket=protocol.BENCH_WORK_BUCKET,
                 history=1,
                 ttl=DAY,
                 storage=StorageType.FILE,
@@ -78,16 +79,16 @@ async def ensure_work_topology(js: JetStreamContext) -> KeyValue:
 async def purge_read(js: JetStreamContext, benchmark_id: str, up_to_seq: int) -> None:
     """Drop a benchmark's stream messages before stream sequence ``up_to_seq`` (all read)."""
     await js.purge_stream(
-        subjects.BENCH_WORK_STREAM, subject=subjects.bench_work_filter(benchmark_id), seq=up_to_seq
+        protocol.BENCH_WORK_STREAM, subject=protocol.bench_work_filter(benchmark_id), seq=up_to_seq
     )
 
 
 async def purge_benchmark(js: JetStreamContext, benchmark_id: str) -> None:
     """Remove a benchmark's records, lifecycle messages and work orders (API key included)."""
     await js.purge_stream(
-        subjects.BENCH_WORK_STREAM, subject=subjects.bench_work_filter(benchmark_id)
+        protocol.BENCH_WORK_STREAM, subject=protocol.bench_work_filter(benchmark_id)
     )
     await js.purge_stream(
-        f"KV_{subjects.BENCH_WORK_BUCKET}",
-        subject=f"$KV.{subjects.BENCH_WORK_BUCKET}.{benchmark_id}.>",
+        f"KV_{protocol.BENCH_WORK_BUCKET}",
+        subject=f"$KV.{protocol.BENCH_WORK_BUCKET}.{benchmark_id}.>",
     )

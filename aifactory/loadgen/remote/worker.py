@@ -28,22 +28,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import nats
+import uvloop
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from aifactory.loadgen.messages import WorkerSpec
-from aifactory.loadgen.remote.sink import (
-    PUBLISH_TIMEOUT_S,
-    NatsRecordSink,
-    Publisher,
-    WorkerFailure,
-)
-from aifactory.loadgen.workers import run_worker, start_ns_from_wall
-from aifactory.shared import subjects
-from aifactory.shared.messages.workers import (
+from aifactory.loadgen.remote import protocol
+from aifactory.loadgen.remote.protocol import (
     WorkControl,
     WorkerDone,
     WorkerFailed,
@@ -53,6 +46,14 @@ from aifactory.shared.messages.workers import (
     control_key,
     order_key,
 )
+from aifactory.loadgen.remote.sink import (
+    PUBLISH_TIMEOUT_S,
+    NatsRecordSink,
+    Publisher,
+    WorkerFailure,
+)
+from aifactory.loadgen.workers import run_worker, start_ns_from_wall
+from aifactory.shared.channel import subject_token
 from aifactory.shared.settings import Settings
 
 log = logging.getLogger("aifactory.bench.worker")
@@ -162,14 +163,14 @@ class RemoteWorker:
         return self.stop.is_set() or (control is not None and control.action == "stop")
 
     async def _heartbeats(self) -> None:
-        subject = subjects.bench_heartbeat(self.benchmark_id)
+        subject = protocol.BENCH_HEARTBEAT.subject(benchmark_id=self.benchmark_id)
         while True:
             progress = self.sink.progress if self.sink is not None else None
             beat = WorkerHeartbeat(
                 benchmark_id=self.benchmark_id,
                 worker=self.worker,
                 stage=self.stage,
-                progress=progress.model_dump() if progress is not None else None,
+                progress=progress,
             )
             with contextlib.suppress(NatsError):
                 await self.nc.publish(subject, beat.model_dump_json().encode())
@@ -227,7 +228,7 @@ class RemoteWorker:
             await _wait_either(self.orders.changed, self.stop)
 
     async def _run_stage(self, order: WorkOrder) -> None:
-        spec = WorkerSpec.model_validate(order.spec)
+        spec = order.spec
         self.stage, self.sink = order.stage, NatsRecordSink(self.publisher, order.stage)
         run_stop = asyncio.Event()
 
@@ -251,7 +252,7 @@ class RemoteWorker:
                 worker=self.worker,
                 batches=self.sink.batches,
                 records=self.sink.records,
-                report=report.model_dump(mode="json"),
+                report=report,
             )
         )
         log.info(
@@ -280,9 +281,9 @@ async def serve(benchmark_id: str, worker: int, nats_url: str, token: str | None
         return 1
     try:
         try:
-            kv = await nc.jetstream().key_value(subjects.BENCH_WORK_BUCKET)
+            kv = await nc.jetstream().key_value(protocol.BENCH_WORK_BUCKET)
         except NatsError as exc:
-            log.error("worker %s: no work bucket %s: %r", worker, subjects.BENCH_WORK_BUCKET, exc)
+            log.error("worker %s: no work bucket %s: %r", worker, protocol.BENCH_WORK_BUCKET, exc)
             return 1
         remote = RemoteWorker(nc, kv, benchmark_id, worker)
         loop = asyncio.get_running_loop()
@@ -295,26 +296,18 @@ async def serve(benchmark_id: str, worker: int, nats_url: str, token: str | None
             await nc.drain()
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    try:
-        import uvloop
-    except ImportError:  # a dependency; plain asyncio is only slower
-        return asyncio.new_event_loop
-    return uvloop.new_event_loop
-
-
 def worker_main(benchmark_id: str, *, nats_url: str | None, worker: int | None) -> int:
     """Entry of ``aifactory bench worker``: settings from ``AIFACTORY_*``, never argv secrets."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
     )
     try:
-        subjects.subject_token(benchmark_id)
+        subject_token(benchmark_id)
         index = resolve_worker_index(worker)
     except (ValueError, WorkerFailure) as exc:
         log.error("%s", exc)
         return 2
     settings = Settings()
     token = settings.nats_token.get_secret_value() if settings.nats_token else None
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(serve(benchmark_id, index, nats_url or settings.nats_url, token))

@@ -1,6 +1,7 @@
 """Load profiles and their expansion into per-worker plans (see ``profiles`` and ``plan``)."""
 
-from aifactory.loadgen.scheduler.plan import (
+from aifactory.loadgen.scheduler.plan import RunPlan, arrival_offsets, split_plan, sweep_rates
+from aifactory.loadgen.scheduler.profiles import (
     SWEEP_DEFAULT_CONCURRENCY,
     plan_for_profile,
     rate_stage,
@@ -9,13 +10,7 @@ from aifactory.loadgen.scheduler.plan import (
     synchronous_stage,
     throughput_stage,
 )
-from aifactory.loadgen.scheduler.profiles import (
-    LoopKind,
-    RunPlan,
-    arrival_offsets,
-    split_plan,
-    sweep_rates,
-)
+from aifactory.shared.results import LoopKind
 
 __all__ = [
     "SWEEP_DEFAULT_CONCURRENCY",

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from pydantic import BaseModel, ConfigDict, Field
 
+from aifactory.contract import bus_document as make_bus_document
 from aifactory.services.server.ingress.accept import registered
 from aifactory.services.server.ingress.auth import BearerAuth
 from aifactory.services.server.ingress.benchmarks import benchmarks_router
@@ -30,7 +31,6 @@ from aifactory.services.server.ingress.proxy import NoHealthyReplica, ReplicaBal
 from aifactory.services.server.metrics import ServerMetrics
 from aifactory.shared import subjects
 from aifactory.shared.bus import bus_connected, publish
-from aifactory.shared.catalogue import asyncapi_document
 from aifactory.shared.http import add_ops_routes
 from aifactory.shared.messages import DeployCancel, DeployRequested, new_id
 from aifactory.shared.messages.base import ID_PATTERN
@@ -103,7 +103,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
     http = httpx.AsyncClient()
 
     app.add_middleware(RequestCounter, counter=ctx.metrics.http_requests)
-    bus_document = asyncapi_document(ctx.settings.nats_url)
+    bus_document = make_bus_document(ctx.settings.nats_url)
 
     @app.get("/asyncapi.json", tags=["ops"])
     async def asyncapi() -> dict[str, Any]:
@@ -129,7 +129,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
             return recipe_error_response(exc)
         service_id = new_id()[:12]
         cmd = DeployRequested(service_id=service_id, recipe=body.recipe, overrides=body.overrides)
-        await publish(ctx.broker, cmd, stream=subjects.COMMANDS_STREAM)
+        await publish(ctx.broker, subjects.DEPLOY_REQUESTED, cmd)
         # Answer once the server has registered it (normally a few ms), so a GET right after
         # the 202 finds the service; if the server is down the command waits in the stream.
         await registered(lambda: ctx.services_view.get_json(service_id))
@@ -170,9 +170,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
     @api.delete("/services/{service_id}", status_code=202, tags=["services"], responses=NOT_FOUND)
     async def delete_service(service_id: ServiceId) -> dict[str, str]:
         await get_record(service_id)
-        await publish(
-            ctx.broker, DeployCancel(service_id=service_id), stream=subjects.COMMANDS_STREAM
-        )
+        await publish(ctx.broker, subjects.DEPLOY_CANCEL, DeployCancel(service_id=service_id))
         return {"service_id": service_id, "status": "cancel requested"}
 
     async def running_endpoints(service_id: str) -> tuple[ServiceRecord, list[Any]]:
@@ -193,7 +191,8 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
     @api.post("/services/{service_id}/prompt", tags=["inference"], responses=PROXY_ERRORS)
     async def service_prompt(service_id: ServiceId, body: PromptRequest) -> Any:
         record, endpoints = await running_endpoints(service_id)
-        model = body.model or record.spec.get("model") or await _first_model(endpoints)
+        recipe_model = record.spec.model if record.spec is not None else None
+        model = body.model or recipe_model or await _first_model(endpoints)
         common = {"model": model, "max_tokens": body.max_tokens, "temperature": body.temperature}
         if body.chat:
             path = "/v1/chat/completions"

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
-from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from aifactory.loadgen.backends import backend_names
 from aifactory.services.server.ingress.accept import registered
 from aifactory.services.server.ingress.errors import NOT_FOUND, unprocessable
 from aifactory.shared import subjects
@@ -20,20 +20,16 @@ from aifactory.shared.bus import publish
 from aifactory.shared.messages import BenchCancel, BenchRequested, BenchTarget, new_id
 from aifactory.shared.messages.base import ID_PATTERN
 from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
-from aifactory.shared.workload import BenchConfig
+from aifactory.shared.workload import Workload
 
 BenchmarkId = Annotated[str, Path(pattern=ID_PATTERN, description="benchmark id")]
-
-#: Stands in for a service's URL while validating a workload aimed at a service id.
-_PLACEHOLDER_URL = "http://service.invalid:1"
 
 
 class CreateBenchmark(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target: BenchTarget
-    workload: dict[str, Any] = Field(
-        default_factory=dict,
+    workload: Workload = Field(
         examples=[{"profile": "poisson", "rate": 20, "duration_s": 30, "backend": "openai_chat"}],
     )
 
@@ -41,12 +37,6 @@ class CreateBenchmark(BaseModel):
 class BenchmarkAccepted(BaseModel):
     benchmark_id: str
     status_url: str
-
-
-def _errors(exc: ValidationError, prefix: str) -> JSONResponse:
-    return unprocessable(
-        (([prefix, *e["loc"]], e["msg"]) for e in exc.errors(include_url=False)), "workload"
-    )
 
 
 def benchmarks_router(
@@ -58,24 +48,19 @@ def benchmarks_router(
 
     @router.post("/benchmarks", status_code=202, response_model=BenchmarkAccepted)
     async def create_benchmark(body: CreateBenchmark) -> Any:
-        if "target" in body.workload:
-            return unprocessable([(["workload", "target"], "use the top-level target")], "workload")
-        try:
-            BenchConfig.model_validate(
-                {**body.workload, "target": body.target.url or _PLACEHOLDER_URL}
-            )
-        except ValidationError as exc:
-            return _errors(exc, "workload")
+        if body.workload.backend not in backend_names():
+            reason = f"unknown backend; known: {', '.join(backend_names())}"
+            return unprocessable([(["body", "workload", "backend"], reason)], "workload")
         service_id = body.target.service_id
         if service_id is not None and await services.get(service_id) is None:
             return unprocessable(
-                [(["target", "service_id"], f"no service {service_id!r}")], "target"
+                [(["body", "target", "service_id"], f"no service {service_id!r}")], "target"
             )
         benchmark_id = new_id()[:12]
         await publish(
             broker,
+            subjects.BENCH_REQUESTED,
             BenchRequested(benchmark_id=benchmark_id, target=body.target, workload=body.workload),
-            stream=subjects.COMMANDS_STREAM,
         )
         await registered(lambda: benchmarks.get(benchmark_id))
         return BenchmarkAccepted(
@@ -101,9 +86,7 @@ def benchmarks_router(
     async def cancel_benchmark(benchmark_id: BenchmarkId) -> dict[str, str]:
         if await benchmarks.get(benchmark_id) is None:
             raise HTTPException(404, f"no benchmark {benchmark_id!r}")
-        await publish(
-            broker, BenchCancel(benchmark_id=benchmark_id), stream=subjects.COMMANDS_STREAM
-        )
+        await publish(broker, subjects.BENCH_CANCEL, BenchCancel(benchmark_id=benchmark_id))
         return {"benchmark_id": benchmark_id, "status": "cancel requested"}
 
     return router

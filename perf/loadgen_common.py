@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo root
+if str(ROOT) not in sys.path:  # `python perf/x.py` puts bench/ first, not the repo root
     sys.path.insert(0, str(ROOT))
 
 _READY = re.compile(r"ready on (http://[\d.]+:\d+)")

@@ -1,6 +1,6 @@
 """Streamed chat requests/s one core of the simulator serves, against a naive baseline.
 
-Usage: ``.venv/bin/python bench/simulator_wrk.py [--duration 10] [--connections 64]``
+Usage: ``.venv/bin/python perf/simulator_wrk.py [--duration 10] [--connections 64]``
 
 The server under test is pinned to core 0 and wrk to core 1 (``taskset``), so the figure is
 "what one core serves". Workload: chat completions with ``stream: true``, 16 output tokens,
@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LUA = ROOT / "bench" / "wrk_stream.lua"
+LUA = ROOT / "perf" / "wrk_stream.lua"
 PATH = "/v1/chat/completions"
 TOKENS = 16
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python bench/server_deploy_latency.py [--executor local|slurm|both]
+    .venv/bin/python perf/server_deploy_latency.py [--executor local|slurm|both]
         [--n-local 50] [--n-slurm 30] [--burst 10]
 
 Why: a user's ``aifactory deploy`` waits on exactly this path (command stream → durable pull
@@ -174,7 +174,7 @@ class DeployBench:
         js = self.broker.connection.jetstream()
         self.registry = KVRegistry((await ensure_topology(js)).services, ServiceRecord)
         await js.subscribe(
-            subjects.JOB_SUBMITTED,
+            subjects.JOB.subject(event="submitted"),
             stream=subjects.EVENTS_STREAM,
             cb=self._on_submitted,
             ordered_consumer=True,
@@ -225,7 +225,7 @@ class DeployBench:
         self.wall[service_id] = [time.time()]
         started = time.perf_counter()
         try:
-            await publish(self.broker, cmd, stream=subjects.COMMANDS_STREAM)
+            await publish(self.broker, subjects.DEPLOY_REQUESTED, cmd)
             arrived = await asyncio.wait_for(future, EVENT_TIMEOUT)
         finally:
             self.waiting.pop(service_id, None)

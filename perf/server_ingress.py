@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python bench/server_ingress.py [--duration 10] [--connections 200]
+    .venv/bin/python perf/server_ingress.py [--duration 10] [--connections 200]
         [--services 20] [--repeat 3] [--profile [--profile-out stacks.txt]]
 
 Why: dashboards, the CLI's ``status --watch`` and every client polling for "running" hit this

@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python bench/loadgen_fidelity.py [--rate 500] [--duration 20] [--json out.json]
+    .venv/bin/python perf/loadgen_fidelity.py [--rate 500] [--duration 20] [--json out.json]
 
 Why: a load generator that falls behind inflates TTFT (its own queueing) and smears ITL. The
 simulator is told the truth (TTFT 50 ms, ITL 5 ms, 16 tokens, pinned to core 0); the

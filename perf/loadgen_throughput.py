@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python bench/loadgen_throughput.py [--requests 20000] [--concurrency 16,64,256]
+    .venv/bin/python perf/loadgen_throughput.py [--requests 20000] [--concurrency 16,64,256]
         [--baseline-requests 3000] [--json out.json]
 
 Why: the generator must never be the bottleneck it measures. Setup: the simulator streams

@@ -1,0 +1,175 @@
+"""Benchmark results as they travel: summaries, their distributions, and live windows.
+
+These are the contract of ``bench.completed`` (the summary), ``bench.metrics`` (a window) and
+the benchmarks registry, so they live in ``shared`` where every service and the ingress can
+validate them; the load generator computes them (``aifactory.loadgen.metrics``). Latencies
+are in milliseconds, rates per second, times in seconds since the run's start.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aifactory.shared.states import BenchState
+from aifactory.shared.workload import BenchConfig, SloConfig
+
+#: The reported percentiles (field name → fraction).
+PERCENTILES: dict[str, float] = {
+    "p1": 0.01,
+    "p5": 0.05,
+    "p10": 0.10,
+    "p25": 0.25,
+    "p50": 0.50,
+    "p75": 0.75,
+    "p90": 0.90,
+    "p95": 0.95,
+    "p99": 0.99,
+    "p99_9": 0.999,
+}
+
+
+class Distribution(BaseModel):
+    """Summary of one metric; all ``None`` (with ``count`` 0) when there are no values."""
+
+    model_config = ConfigDict(frozen=True)
+
+    count: int = 0
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    p1: float | None = None
+    p5: float | None = None
+    p10: float | None = None
+    p25: float | None = None
+    p50: float | None = None
+    p75: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p99_9: float | None = None
+
+
+class ErrorType(StrEnum):
+    """Why a request failed. Counted apart from latencies, one counter per type."""
+
+    HTTP_4XX = "http_4xx"
+    HTTP_5XX = "http_5xx"
+    TIMEOUT = "timeout"
+    CONNECTION_REFUSED = "connection_refused"
+    CONNECTION_ERROR = "connection_error"  # reset, DNS, disconnect before any response byte
+    STREAM_CUT = "stream_cut"  # response ended before its terminal marker
+    STREAM_ERROR = "stream_error"  # the server put an error object inside the stream
+    INVALID_RESPONSE = "invalid_response"  # unparsable JSON / unexpected shape
+    CANCELLED = "cancelled"  # still in flight when the run stopped
+
+
+class TokenSource(StrEnum):
+    """Where a token count came from."""
+
+    USAGE = "usage"  # the server's usage block (OpenAI usage / Ollama eval_count)
+    TOKENIZER = "tokenizer"  # a real tokenizer supplied by the caller
+    ESTIMATE = "estimate"  # the built-in deterministic estimate (no tokenizer download)
+
+
+class LoopKind(StrEnum):
+    CLOSED = "closed"  # a fixed number of requests always in flight
+    CONSTANT = "constant"  # open loop, evenly spaced
+    POISSON = "poisson"  # open loop, gamma inter-arrivals
+
+
+class RunSummary(BaseModel):
+    """One run (or one sweep stage). Rates are per second; latencies in milliseconds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_index: int
+    label: str
+    loop: LoopKind
+    requested_rate: float | None = None
+    concurrency: int | None = None
+    burstiness: float | None = None
+    workers: int
+    state: BenchState
+    stop_reason: str = Field(description="requests | duration | max_seconds | stopped")
+
+    requests_sent: int = Field(description="measured requests sent (warmup excluded)")
+    requests_ok: int
+    requests_failed: int
+    failures: dict[ErrorType, int] = Field(default_factory=dict)
+    warmup_excluded: int = Field(description="warmup requests, excluded from all statistics")
+    warmup_failed: int = 0
+
+    first_send_s: float | None = None
+    last_send_s: float | None = None
+    last_response_s: float | None = None
+    duration_s: float | None = None
+    achieved_rate: float | None = None
+    request_throughput: float | None = None
+    output_token_throughput: float | None = None
+    total_token_throughput: float | None = None
+    goodput: float | None = None
+    goodput_requests: int | None = None
+    slo: SloConfig = SloConfig()
+
+    ttft_ms: Distribution
+    tpot_ms: Distribution
+    itl_ms: Distribution
+    e2el_ms: Distribution
+    schedule_delay_ms: Distribution
+    output_tokens: Distribution
+    prompt_tokens: Distribution
+    tokens_per_chunk: Distribution
+    output_tokens_source: dict[TokenSource, int] = Field(default_factory=dict)
+
+    in_flight_cap_hits: int = 0
+    max_in_flight: int = 0
+    cpu_s: float = Field(0.0, description="load-generator CPU (all worker processes)")
+    cpu_ms_per_request: float | None = None
+    preemptions: int = Field(
+        0, description="involuntary context switches of the workers: high = contended CPU"
+    )
+    worker_pids: list[int] = Field(default_factory=list)
+
+
+class BenchSummary(BaseModel):
+    """The whole benchmark; ``runs`` has one entry, or one per sweep stage."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal[1] = 1
+    state: BenchState
+    target: str
+    backend: str
+    model: str | None
+    config: BenchConfig
+    started_at: datetime
+    finished_at: datetime
+    runs: list[RunSummary]
+
+
+class WindowStats(BaseModel):
+    """Counters since the run started plus rates and medians over the last window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_index: int
+    label: str
+    elapsed_s: float
+    window_s: float
+    sent: int
+    completed: int
+    errors: int
+    in_flight: int
+    cap_hits: int
+    window_completed: int
+    window_errors: int
+    request_rate: float  # completions per second in the window
+    output_token_rate: float
+    ttft_p50_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    e2el_p50_ms: float | None = None
