@@ -4,6 +4,11 @@ Each service is its own process (as at scale), so ``kill -9`` of one is survivab
 supervisor restarts it and it reconciles from JetStream. Stopping sends SIGTERM to every
 child, waits, and only then stops NATS, so no service loses its bus mid-shutdown and no
 process is left behind.
+
+Safe on a shared login node: the bus requires the user's generated credentials, the
+ingress its token, ports are the user's own (derived from the uid, else free ones), and
+``stack.json`` tells this user's CLI where its own stack is. Nothing secret is passed on a
+command line or in the environment: the services read ``credentials.json`` (mode 0600).
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,10 +27,19 @@ from urllib.parse import urlparse
 
 import httpx
 
+from aifactory.shared.credentials import ensure_credentials, private_dir
 from aifactory.shared.executors.base import ExecutorError
 from aifactory.shared.executors.factory import make_executor
 from aifactory.shared.natsd import EmbeddedNats
 from aifactory.shared.settings import Settings
+from aifactory.shared.stackfile import (
+    StackInfo,
+    port_free,
+    read_stack,
+    remove_stack,
+    user_ports,
+    write_stack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +51,6 @@ class StackError(RuntimeError):
     """The stack could not start; the message says what is in the way."""
 
 
-def port_open(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.3)
-        return sock.connect_ex((host, port)) == 0
-
-
 @dataclass
 class Child:
     module: str
@@ -52,32 +59,66 @@ class Child:
     restarts: list[float] = field(default_factory=list)
 
 
+#: The ports a stack needs, in the order they are taken from the user's block.
+PORT_NAMES = ("nats", "ingress", "client", "monitor", "logs")
+
+
 class Stack:
-    def __init__(self, settings: Settings, *, modules: tuple[str, ...] = SERVICE_MODULES) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        modules: tuple[str, ...] = SERVICE_MODULES,
+        insecure_loopback: bool = False,
+    ) -> None:
         self.settings = settings
         self.modules = tuple(m for m in modules if _module_exists(m))
+        self.insecure_loopback = insecure_loopback or settings.insecure_loopback
         self.nats: EmbeddedNats | None = None
         self.children: list[Child] = []
         self.log_dir = settings.state_dir / "logs"
+        self.ports: dict[str, int] = {}
+        self.info: StackInfo | None = None
 
     @property
     def nats_url(self) -> str:
         return self.nats.url if self.nats else self.settings.nats_url
 
+    def url(self, name: str) -> str:
+        host = self.settings.ingress_host if name == "ingress" else "127.0.0.1"
+        return f"http://{host}:{self.ports[name]}"
+
     def start(self) -> Stack:
-        url = urlparse(self.settings.nats_url)
-        host, port = url.hostname or "127.0.0.1", url.port or 4222
-        if port_open(host, port):
+        state_dir = private_dir(self.settings.state_dir)
+        running = read_stack(state_dir)
+        if running is not None:
             raise StackError(
-                f"something already listens on {host}:{port} (another 'aifactory up'?); "
-                "stop it or set AIFACTORY_NATS_URL to a free port"
+                f"your stack already runs (pid {running.pid}, ingress {running.ingress_url}); "
+                "'aifactory status' shows it"
             )
-        if port_open(self.settings.ingress_host, self.settings.ingress_port):
-            raise StackError(
-                f"port {self.settings.ingress_port} is taken; set AIFACTORY_INGRESS_PORT"
-            )
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.nats = EmbeddedNats(self.settings.state_dir / "nats", host=host, port=port).start()
+        credentials = ensure_credentials(state_dir)
+        self.ports = self._choose_ports()
+        host = urlparse(self.settings.nats_url).hostname or "127.0.0.1"
+        private_dir(self.log_dir)
+        self.nats = EmbeddedNats(
+            state_dir / "nats",
+            host=host,
+            port=self.ports["nats"],
+            user=credentials.nats_user,
+            password=credentials.nats_password.get_secret_value(),
+        ).start()
+        self.info = StackInfo(
+            pid=os.getpid(),
+            uid=os.getuid(),
+            executor=self.settings.executor,
+            nats_url=self.nats.url,
+            ingress_url=self.url("ingress"),
+            client_url=self.url("client"),
+            monitor_url=self.url("monitor"),
+            logs_url=self.url("logs"),
+            insecure_loopback=self.insecure_loopback,
+        )
+        write_stack(state_dir, self.info)
         try:
             for module in self.modules:
                 child = Child(module, self.log_dir / f"{module.rsplit('.', 1)[-1]}.log")
@@ -89,6 +130,29 @@ class Stack:
             raise
         return self
 
+    def _choose_ports(self) -> dict[str, int]:
+        """Explicit settings win (and must be free); the rest come from the user's block."""
+        s = self.settings
+        explicit: dict[str, int] = {}
+        if "nats_url" in s.model_fields_set:
+            explicit["nats"] = urlparse(s.nats_url).port or 4222
+        for name in PORT_NAMES[1:]:
+            if f"{name}_port" in s.model_fields_set:
+                explicit[name] = getattr(s, f"{name}_port")
+        for name, port in explicit.items():
+            if not port_free(port):
+                variable = "NATS_URL" if name == "nats" else f"{name.upper()}_PORT"
+                raise StackError(
+                    f"port {port} ({name}) is taken by another program or stack: "
+                    f"change or unset AIFACTORY_{variable}"
+                )
+        chosen = iter(user_ports(len(PORT_NAMES)))
+        ports = {name: explicit.get(name) or next(chosen) for name in PORT_NAMES}
+        taken = sorted(p for p in ports.values() if list(ports.values()).count(p) > 1)
+        if taken:
+            raise StackError(f"port {taken[0]} is set for two parts of the stack")
+        return ports
+
     def _env(self) -> dict[str, str]:
         # Jobs inherit the services' PATH: put this environment's scripts (aifactory,
         # nats-server) first so native recipes find them without an activated venv.
@@ -96,7 +160,12 @@ class Stack:
         path = os.environ.get("PATH", "")
         if bin_dir not in path.split(os.pathsep):
             path = os.pathsep.join([bin_dir, path]) if path else bin_dir
-        return {**os.environ, "PATH": path, "AIFACTORY_NATS_URL": self.nats_url}
+        env = {**os.environ, "PATH": path, "AIFACTORY_NATS_URL": self.nats_url}
+        for name in PORT_NAMES[1:]:
+            env[f"AIFACTORY_{name.upper()}_PORT"] = str(self.ports[name])
+        if self.insecure_loopback:
+            env["AIFACTORY_INSECURE_LOOPBACK"] = "true"
+        return env
 
     def _spawn(self, child: Child) -> None:
         with child.log_path.open("ab") as out:
@@ -109,12 +178,15 @@ class Stack:
             )
 
     def health_urls(self) -> dict[str, str]:
-        s = self.settings
-        ports = {
-            "aifactory.services.server": s.ingress_port,
-            "aifactory.services.client": s.client_port,
+        names = {
+            "aifactory.services.server": "ingress",
+            "aifactory.services.client": "client",
+            "aifactory.services.monitor": "monitor",
+            "aifactory.services.logs": "logs",
         }
-        return {m: f"http://127.0.0.1:{ports[m]}/health" for m in self.modules if m in ports}
+        return {
+            m: f"http://127.0.0.1:{self.ports[names[m]]}/health" for m in self.modules if m in names
+        }
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -173,6 +245,9 @@ class Stack:
         if self.nats is not None:
             self.nats.stop()
             self.nats = None
+        if self.info is not None:
+            remove_stack(self.settings.state_dir, self.info.pid)
+            self.info = None
 
     def __enter__(self) -> Stack:
         return self.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +22,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+
+from aifactory.shared.credentials import private_dir, write_private
 
 
 class NatsServerError(RuntimeError):
@@ -66,8 +69,14 @@ class EmbeddedNats:
         host: str = "127.0.0.1",
         port: int = 0,
         startup_timeout: float = 15.0,
+        user: str | None = None,
+        password: str | None = None,
     ) -> None:
+        """``user``/``password``: every client must present them (a config file, mode
+        0600, carries them to the server: never its command line)."""
         self.data_dir = data_dir
+        self.user = user
+        self.password = password
         self.host = host
         self.port = port or free_port(host)
         self.monitor_port = free_port(host)
@@ -85,9 +94,9 @@ class EmbeddedNats:
 
     def start(self) -> EmbeddedNats:
         binary = find_nats_server()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            str(binary),
+        private_dir(self.data_dir)
+        argv = [str(binary), *self._auth_config()]
+        argv += [
             "--jetstream",
             "--store_dir",
             str(self.data_dir / "jetstream"),
@@ -110,6 +119,20 @@ class EmbeddedNats:
         )
         self._wait_ready()
         return self
+
+    def _auth_config(self) -> list[str]:
+        if self.user is None:
+            return []
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.user) or not re.fullmatch(
+            r"[A-Za-z0-9_-]{16,256}", self.password or ""
+        ):
+            raise NatsServerError("embedded NATS credentials must be URL-safe tokens")
+        config = self.data_dir / "nats.conf"
+        write_private(
+            config,
+            f'authorization {{\n  user: "{self.user}"\n  password: "{self.password}"\n}}\n',
+        )
+        return ["--config", str(config)]
 
     def _wait_ready(self) -> None:
         """Ready means JetStream answers, not merely that the port is open."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 
+from aifactory.shared.localstack import local_settings
 from aifactory.shared.settings import Settings, load_settings
 
 
@@ -38,8 +40,14 @@ def service_main(factory: Callable[[Settings], ServiceProcess]) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
+    settings = local_settings(load_settings())
+    if settings.private_job_files:
+        # Scripts, outputs and result files this process (and the jobs it submits, which
+        # inherit the mask through sbatch or the local runner) creates: owner only.
+        os.umask(0o077)
+
     async def _main() -> None:
-        service = factory(load_settings())
+        service = factory(settings)
         service.install_signal_handlers()
         await service.run()
 

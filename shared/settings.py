@@ -52,9 +52,21 @@ class Settings(BaseSettings):
         extra="forbid",
     )
 
+    #: The bus. Unset: the running stack's (``stack.json``), else ``nats://127.0.0.1:4222``.
     nats_url: str = "nats://127.0.0.1:4222"
-    #: Bearer token for the bus (NATS) when the site server requires one.
+    #: Credentials for a site NATS (the embedded one's come from the state directory):
+    #: a token, a user and password, or a NATS ``.creds`` file (JWT + nkey seed)…
     nats_token: SecretStr | None = None
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_creds: Path | None = None
+    #: …or an aifactory secrets file (JSON ``{"user", "password"}`` or ``{"token"}``, mode
+    #: 0600): how job scripts hand credentials to load workers without writing them down.
+    nats_secrets_file: Path | None = None
+    #: TLS to the bus: the CA that signed the server's certificate, and a client certificate.
+    nats_tls_ca: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
     state_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_state_dir("aifactory")))
     recipes_dir: Path = PACKAGE_ROOT / "recipes"
     #: Where each job gets a folder with its rendered script and output. Must be visible to
@@ -82,8 +94,13 @@ class Settings(BaseSettings):
     client_port: int = Field(default=8002, ge=0, le=65535)
     monitor_port: int = Field(default=8003, ge=0, le=65535)
     logs_port: int = Field(default=8004, ge=0, le=65535)
-    #: Required by the ingress when it binds anywhere but loopback.
+    #: The ingress's bearer token. Unset: the stack's, generated at first start.
     api_token: SecretStr | None = None
+    #: Demos only: the ingress answers without a token, and only on loopback.
+    insecure_loopback: bool = False
+    #: Job scripts and outputs readable by their owner only (umask 077). A site that shares
+    #: results with a group sets this false and relies on the directory's permissions.
+    private_job_files: bool = True
 
     #: Where the client service keeps each benchmark's results (summary, records, CSV).
     benchmarks_dir: Path | None = None

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from aifactory.shared.localstack import local_settings
 from aifactory.shared.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -18,7 +19,8 @@ err_console = Console(stderr=True)
 
 
 def settings() -> Settings:
-    return load_settings()
+    """The user's settings, completed from their running stack (URLs, credentials)."""
+    return local_settings(load_settings())
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -13,7 +13,7 @@ from aifactory.cli.busclient import BusUnavailable, bus
 from aifactory.cli.common import console, fail, settings
 from aifactory.experiment.runner import ExperimentRunner, Outcome
 from aifactory.experiment.spec import ExperimentError, ExperimentSpec, load_experiment
-from aifactory.shared.settings import Settings
+from aifactory.shared.settings import Settings, load_settings
 from aifactory.stack import Stack, StackError
 
 app = typer.Typer(help="Run experiments described in YAML.", no_args_is_help=True)
@@ -51,8 +51,8 @@ def run_cmd(
             outcome = asyncio.run(_run(spec, cfg, file))
         except BusUnavailable:
             console.print("no bus reachable: starting the embedded stack")
-            stack = Stack(cfg).start()
-            outcome = asyncio.run(_run(spec, cfg, file))
+            stack = Stack(load_settings()).start()
+            outcome = asyncio.run(_run(spec, settings(), file))
     except (BusUnavailable, StackError) as exc:
         raise fail(str(exc)) from exc
     finally:

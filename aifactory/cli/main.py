@@ -13,9 +13,12 @@ from typing import Annotated
 import typer
 
 from aifactory.cli import bench, experiment, recipes, services, simulate
-from aifactory.cli.common import console, fail, settings
+from aifactory.cli.common import console, err_console, fail, settings
 from aifactory.contract import bus_document
+from aifactory.shared.credentials import credentials_path
 from aifactory.shared.executors.factory import executor_names
+from aifactory.shared.settings import load_settings
+from aifactory.shared.stackfile import StackInfo, read_stack, stack_path
 from aifactory.stack import Stack, StackError
 
 app = typer.Typer(
@@ -53,16 +56,28 @@ def up(
             "AIFACTORY_EXECUTOR, else local)."
         ),
     ] = None,
+    insecure_loopback: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-loopback",
+            help="Demos only: the ingress answers without its token (loopback only). Every "
+            "user of this machine can then drive your stack.",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Start the embedded NATS and the services in the foreground; Ctrl-C stops all."""
+    """Start the embedded NATS and the services in the foreground; Ctrl-C stops all.
+
+    The bus and the ingress require credentials generated at first start and kept in your
+    state directory (mode 0600); ports are your own. 'aifactory status' shows them.
+    """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     if executor is not None:
         if executor not in executor_names():
             raise fail(f"--executor: unknown executor {executor!r}; known: {executor_names()}")
         os.environ["AIFACTORY_EXECUTOR"] = executor  # the services read it at start
-    cfg = settings()
-    stack = Stack(cfg)
+    cfg = load_settings()  # not the running stack's: this one is about to start
+    stack = Stack(cfg, insecure_loopback=insecure_loopback)
     stopping = False
 
     def _stop(signum: int, frame: object) -> None:
@@ -76,8 +91,13 @@ def up(
     except StackError as exc:
         raise fail(str(exc)) from exc
     console.print(f"[green]aifactory up[/green]  nats {stack.nats_url}  executor {cfg.executor}")
-    console.print(f"  ingress  http://{cfg.ingress_host}:{cfg.ingress_port}  (OpenAPI: /docs)")
+    _print_urls(stack.info)
     console.print(f"  logs     {stack.log_dir}")
+    if insecure_loopback or cfg.insecure_loopback:
+        err_console.print(
+            "[red]warning:[/red] --insecure-loopback: the ingress answers without a token; "
+            "any user of this machine can deploy and cancel through it"
+        )
     console.print("Ctrl-C to stop.")
     try:
         while not stopping:
@@ -90,6 +110,29 @@ def up(
     console.print("stopping…")
     stack.stop()
     console.print("stopped.")
+
+
+def _print_urls(info: StackInfo | None) -> None:
+    if info is None:
+        return
+    console.print(f"  ingress  {info.ingress_url}  (OpenAPI: /docs)")
+    console.print(f"  client   {info.client_url}")
+    console.print(f"  token    in {credentials_path(settings().state_dir)} (mode 0600)")
+
+
+@app.command()
+def status() -> None:
+    """Your running stack: where it listens (from stack.json in your state directory)."""
+    cfg = load_settings()
+    info = read_stack(cfg.state_dir)
+    if info is None:
+        raise fail(f"no stack of yours is running (no live {stack_path(cfg.state_dir)})")
+    console.print(
+        f"[green]running[/green]  pid {info.pid}  since {info.started:%Y-%m-%d %H:%M:%S}Z  "
+        f"executor {info.executor}"
+    )
+    console.print(f"  nats     {info.nats_url}")
+    _print_urls(info)
 
 
 def main() -> None:

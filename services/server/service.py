@@ -41,7 +41,11 @@ class ServerService(ServiceProcess):
 
     async def run(self) -> None:
         token = self.settings.api_token
-        check_bind(self.settings.ingress_host, token.get_secret_value() if token else None)
+        check_bind(
+            self.settings.ingress_host,
+            token.get_secret_value() if token else None,
+            insecure_loopback=self.settings.insecure_loopback,
+        )
         await self.broker.connect()
         topology = await ensure_topology(self.broker.connection.jetstream())
         registry = KVRegistry(topology.services, ServiceRecord)

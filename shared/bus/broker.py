@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 from faststream.nats import NatsBroker
+from faststream.nats.security import NatsSecurity, NatsUserPassword
 from faststream.security import BaseSecurity
 
+from aifactory.shared.bus.connect import nats_options
 from aifactory.shared.settings import Settings
 
 
@@ -15,11 +17,15 @@ def make_broker(settings: Settings, *, name: str, **options: object) -> NatsBrok
 
     ``options`` go to nats-py's connect (e.g. a short ``connect_timeout`` for the CLI).
     """
-    kwargs: dict[str, object] = {"max_reconnect_attempts": -1, **options}
-    if settings.nats_token is not None:
-        # Passed to nats-py only, never logged (the broker logs servers, not credentials).
-        kwargs["token"] = settings.nats_token.get_secret_value()
+    # Credentials go to nats-py only, never logged (the broker logs servers, not secrets).
+    auth = nats_options(settings)
+    tls = auth.pop("tls", None)
     security: BaseSecurity | None = None
+    if "user" in auth:
+        security = NatsUserPassword(auth.pop("user"), auth.pop("password", ""), ssl_context=tls)
+    elif tls is not None:
+        security = NatsSecurity(ssl_context=tls)
+    kwargs: dict[str, object] = {"max_reconnect_attempts": -1, **auth, **options}
     return NatsBroker(
         servers=settings.nats_url,
         name=f"aifactory-{name}",

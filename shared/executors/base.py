@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from aifactory.shared.credentials import write_private
 from aifactory.shared.plugins import Registry
 from aifactory.shared.states import JobState
 
@@ -160,6 +161,15 @@ class Executor(abc.ABC):
         except FileNotFoundError:
             return b"", offset
         return data, offset + len(data)
+
+    async def write_secret(self, path: Path, text: str) -> None:
+        """Write a file only its owner can read (mode 0600, created so) where jobs run: how
+        a job receives credentials without them entering its script or command line."""
+        write_private(path, text)
+
+    async def remove_file(self, path: Path) -> None:
+        """Delete a job file; a file already gone is not an error."""
+        path.unlink(missing_ok=True)
 
     async def stop_with_stack(self) -> None:  # noqa: B027 - a scheduler's jobs outlive us
         """Cancel the jobs that must not outlive ``aifactory up`` (the ``local`` executor's

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import httpx
 import nats
 
 from aifactory.shared import subjects
+from aifactory.shared.credentials import load_credentials
 from aifactory.shared.natsd import free_port
 
 HTTP_RECIPE = """\
@@ -48,6 +51,16 @@ def write_test_recipes(root: Path, *, port: int, health_timeout: float = 30) -> 
     return root
 
 
+#: The ingress token the test servers are given (the ingress always requires one).
+TEST_TOKEN = "test-token-not-a-secret"
+AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
+
+
+def api_client() -> httpx.AsyncClient:
+    """An HTTP client that presents the test servers' token."""
+    return httpx.AsyncClient(headers=AUTH)
+
+
 class ServerProcess:
     def __init__(self, tmp: Path, nats_url: str, *, executor: str, **env: str) -> None:
         self.tmp = tmp
@@ -66,6 +79,7 @@ class ServerProcess:
             "AIFACTORY_HEALTH_INTERVAL": "0.2",
             "AIFACTORY_COMMAND_ACK_WAIT": "3",
             "AIFACTORY_SUBMIT_GRACE": "4",
+            "AIFACTORY_API_TOKEN": TEST_TOKEN,
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -136,3 +150,67 @@ async def event_subjects(nats_url: str, service_id: str) -> list[str]:
                 seen.append(msg.subject)
     finally:
         await nc.close()
+
+
+CLI = [sys.executable, "-m", "aifactory.cli.main"]
+
+
+class UpStack:
+    """A running ``aifactory up`` (as a user starts it) and the environment to talk to it."""
+
+    def __init__(self, env: dict[str, str], ingress: str, service_port: int) -> None:
+        self.env = env
+        self.ingress = ingress
+        self.service_port = service_port
+        self.returncode: int | None = None
+        self.output = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The generated ingress token, read where the CLI reads it."""
+        credentials = load_credentials(Path(self.env["AIFACTORY_STATE_DIR"]))
+        assert credentials is not None, "aifactory up made no credentials"
+        return {"Authorization": f"Bearer {credentials.api_token.get_secret_value()}"}
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+
+@contextlib.contextmanager
+def aifactory_up(
+    tmp_path: Path, *up_args: str, env_extra: dict[str, str] | None = None
+) -> Iterator[UpStack]:
+    """``aifactory up`` in the background with its own state, recipes and ports; Ctrl-C on
+    exit (``returncode`` and ``output`` are set afterwards)."""
+    service_port = free_port()
+    write_test_recipes(tmp_path / "recipes", port=service_port)
+    ingress = free_port()
+    env = {
+        **os.environ,
+        "AIFACTORY_STATE_DIR": str(tmp_path / "state"),
+        "AIFACTORY_RECIPES_DIR": str(tmp_path / "recipes"),
+        "AIFACTORY_NATS_URL": f"nats://127.0.0.1:{free_port()}",
+        "AIFACTORY_INGRESS_PORT": str(ingress),
+        "AIFACTORY_CLIENT_PORT": str(free_port()),
+        "AIFACTORY_POLL_INTERVAL": "0.3",
+        **(env_extra or {}),
+    }
+    up = subprocess.Popen(
+        [*CLI, "up", *up_args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    stack = UpStack(env, f"http://127.0.0.1:{ingress}", service_port)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{stack.ingress}/health", timeout=0.5).is_success:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield stack
+    finally:
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=40)
+        stack.returncode, stack.output = up.returncode, out.decode(errors="replace")

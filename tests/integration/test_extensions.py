@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +26,9 @@ from aifactory.loadgen.datasets.base import Prompt
 from aifactory.shared.executors.base import Executor
 from aifactory.shared.executors.factory import executor_names, make_executor
 from aifactory.shared.executors.local import LocalExecutor
-from aifactory.shared.natsd import free_port
 from aifactory.shared.settings import Settings
 from aifactory.shared.states import JobState
-from tests.integration.server_stack import write_test_recipes
+from tests.integration.server_stack import aifactory_up
 from tests.integration.test_loadgen_simfixture import running
 
 pytestmark = pytest.mark.nats
@@ -131,44 +126,13 @@ def test_up_and_deploy_with_the_toy_executor(tmp_path: Path) -> None:
     (dist / "entry_points.txt").write_text(
         "[aifactory.executors]\ntoy = tests.integration.test_extensions\n"
     )
-    service_port = free_port()
-    write_test_recipes(tmp_path / "recipes", port=service_port)
-    ingress = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]),
-        "AIFACTORY_STATE_DIR": str(tmp_path / "state"),
-        "AIFACTORY_RECIPES_DIR": str(tmp_path / "recipes"),
-        "AIFACTORY_NATS_URL": f"nats://127.0.0.1:{free_port()}",
-        "AIFACTORY_INGRESS_PORT": str(ingress),
-        "AIFACTORY_CLIENT_PORT": str(free_port()),
-        "AIFACTORY_POLL_INTERVAL": "0.3",
-    }
-    cli = [sys.executable, "-m", "aifactory.cli.main"]
-    up = subprocess.Popen(
-        [*cli, "up", "--executor", "toy"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{ingress}/health", timeout=0.5).is_success:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        deploy = subprocess.run(
-            [*cli, "deploy", "inference/httpserver", "--wait", "--timeout", "40"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    env = {"PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+    with aifactory_up(tmp_path, "--executor", "toy", env_extra=env) as stack:
+        deploy = stack.cli("deploy", "inference/httpserver", "--wait", "--timeout", "40")
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
         service_id = deploy.stdout.split("deploy requested: service ", 1)[1].split()[0]
-        record = httpx.get(f"http://127.0.0.1:{ingress}/api/v1/services/{service_id}").json()
+        url = f"{stack.ingress}/api/v1/services/{service_id}"
+        record = httpx.get(url, headers=stack.headers).json()
         assert record["executor"] == "toy" and record["job_state"] == JobState.RUNNING.value
         assert (Path(record["workdir"]) / "submitted-by-toy").is_file()
-    finally:
-        up.send_signal(signal.SIGINT)
-        out, _ = up.communicate(timeout=40)
-    assert up.returncode == 0, out.decode()
+    assert stack.returncode == 0, stack.output

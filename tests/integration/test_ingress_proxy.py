@@ -123,12 +123,16 @@ async def test_bearer_token_is_enforced(ingress) -> None:  # type: ignore[no-unt
     assert bad_id.status_code == 422
 
 
-def test_ingress_refuses_non_loopback_bind_without_token() -> None:
-    check_bind("127.0.0.1", None)
-    check_bind("::1", None)
+def test_ingress_refuses_to_serve_without_a_token_loopback_included() -> None:
     check_bind("0.0.0.0", "token")
-    with pytest.raises(InsecureBindError, match="AIFACTORY_API_TOKEN"):
-        check_bind("0.0.0.0", None)
+    check_bind("127.0.0.1", "token")
+    for host in ("127.0.0.1", "::1", "0.0.0.0"):
+        with pytest.raises(InsecureBindError, match="AIFACTORY_API_TOKEN"):
+            check_bind(host, None)
+    check_bind("127.0.0.1", None, insecure_loopback=True)  # demos, with a warning
+    check_bind("::1", None, insecure_loopback=True)
+    with pytest.raises(InsecureBindError, match="only applies on loopback"):
+        check_bind("0.0.0.0", None, insecure_loopback=True)
 
 
 async def test_benchmark_requests_are_validated_and_published(ingress, nats_server) -> None:  # type: ignore[no-untyped-def]

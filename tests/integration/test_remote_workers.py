@@ -305,3 +305,57 @@ async def test_two_workers_on_slurm_merge_exactly(
         assert state.is_terminal, state
     finally:
         shutil.rmtree(jobs, ignore_errors=True)
+
+
+class SpyingExecutor(LocalExecutor):
+    """The local executor, noting the secret files it was asked to write."""
+
+    written: list[tuple[Path, int]] = []
+
+    async def write_secret(self, path: Path, text: str) -> None:
+        await super().write_secret(path, text)
+        self.written.append((path, path.stat().st_mode & 0o777))
+
+
+async def test_workers_authenticate_through_a_private_file_that_is_gone_after(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    password = "worker-secret-" + "x" * 24
+    with EmbeddedNats(tmp_path / "nats", user="aif-test", password=password) as bus:
+        settings = Settings(
+            nats_url=bus.url,
+            state_dir=tmp_path / "state",
+            nats_user="aif-test",
+            nats_password=password,
+        )
+        with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+            await nats.connect(bus.url, allow_reconnect=False, connect_timeout=2)
+        broker = make_broker(settings, name="test-remote-auth")
+        await broker.connect()
+        executor = SpyingExecutor(settings.state_dir / "local-executor")
+        try:
+            result = await run_remote_benchmark(
+                BenchConfig(
+                    target=simulator.url,
+                    profile="concurrency",
+                    concurrency=4,
+                    requests=20,
+                    workers=1,
+                    worker_nodes=2,
+                ),
+                benchmark_id="remote-auth",
+                broker=broker,
+                executor=executor,
+                settings=settings,
+                stop_event=asyncio.Event(),
+                timeouts=FAST,
+            )
+        finally:
+            await broker.stop()
+    assert result.summary.state is BenchState.COMPLETED
+    assert_exact_merge(result, 20, workers=2)
+    [(secret_file, mode)] = executor.written
+    assert mode == 0o600 and not secret_file.exists()
+    job_dir = settings.effective_jobs_dir / "aif-bench-remote-auth"
+    for path in job_dir.iterdir():
+        assert password not in path.read_text(errors="replace"), path

@@ -14,6 +14,7 @@ from aifactory.shared import subjects
 from aifactory.shared.natsd import EmbeddedNats, free_port
 from tests.integration.server_stack import (
     ServerProcess,
+    api_client,
     event_subjects,
     wait_for_state,
     write_test_recipes,
@@ -31,7 +32,7 @@ def server(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[ServerProcess]
 
 
 async def test_deploy_runs_then_delete_cancels(server: ServerProcess, nats_server) -> None:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient() as client:
+    async with api_client() as client:
         created = await client.post(
             f"{server.base}/api/v1/services", json={"recipe": "inference/httpserver"}
         )
@@ -72,7 +73,7 @@ async def test_deploy_runs_then_delete_cancels(server: ServerProcess, nats_serve
 async def test_invalid_recipe_and_override_are_rejected_with_field_path(
     server: ServerProcess,
 ) -> None:
-    async with httpx.AsyncClient() as client:
+    async with api_client() as client:
         bad = await client.post(
             f"{server.base}/api/v1/services",
             json={"recipe": "inference/httpserver", "overrides": {"resources": {"gpus": 2}}},
@@ -109,7 +110,7 @@ async def test_malformed_command_is_dead_lettered_and_service_keeps_serving(
     reasons = " | ".join(letter["reason"] for letter in letters)
     assert "service_id" in reasons and "recipe" in reasons
     assert any("json" in letter["reason"].lower() for letter in letters)
-    async with httpx.AsyncClient() as client:
+    async with api_client() as client:
         assert (await client.get(f"{server.base}/health")).status_code == 200
         created = await client.post(
             f"{server.base}/api/v1/services", json={"recipe": "inference/httpserver"}
@@ -129,7 +130,7 @@ async def test_service_that_never_gets_healthy_is_failed_and_its_job_cancelled(
     recipe.write_text(recipe.read_text().replace('"{port}"', f'"{free_port()}"'))
     proc = ServerProcess(tmp_path, nats_server.url, executor="local").start()
     try:
-        async with httpx.AsyncClient() as client:
+        async with api_client() as client:
             created = await client.post(
                 f"{proc.base}/api/v1/services", json={"recipe": "inference/httpserver"}
             )
@@ -149,7 +150,7 @@ async def test_metrics_pass_promtool(server: ServerProcess) -> None:
     from tests.conftest import need_tool
 
     promtool = need_tool("promtool")
-    async with httpx.AsyncClient() as client:
+    async with api_client() as client:
         await client.get(f"{server.base}/api/v1/services")
         text = (await client.get(f"{server.base}/metrics")).text
     assert "aifactory_ingress_requests_total" in text
@@ -180,7 +181,7 @@ async def test_command_sent_while_server_is_down_is_handled_after_restart(
         await nc.close()
     second = ServerProcess(tmp_path, nats_server.url, executor="local").start()
     try:
-        async with httpx.AsyncClient() as client:
+        async with api_client() as client:
             record = await wait_for_state(client, second.base, "whiledown", {"running"})
             assert record["request_id"] == cmd.id
             await client.delete(f"{second.base}/api/v1/services/whiledown")
@@ -197,7 +198,7 @@ async def test_client_recipe_without_port_is_not_deployable(
     from aifactory.shared.settings import REPO_ROOT
 
     shutil.copytree(REPO_ROOT / "recipes" / "client", tmp_path / "recipes" / "client")
-    async with httpx.AsyncClient() as client:
+    async with api_client() as client:
         response = await client.post(
             f"{server.base}/api/v1/services", json={"recipe": "client/loadgen"}
         )

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import nats
 import pytest
 
@@ -27,7 +26,12 @@ from aifactory.shared.registry import KVRegistry, ServiceRecord
 from aifactory.shared.settings import Settings
 from aifactory.shared.states import JobState, ServiceState
 from tests.conftest import need
-from tests.integration.server_stack import ServerProcess, wait_for_state, write_test_recipes
+from tests.integration.server_stack import (
+    ServerProcess,
+    api_client,
+    wait_for_state,
+    write_test_recipes,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.nats]
 
@@ -68,7 +72,7 @@ async def test_deploy_on_slurm_goes_pending_starting_running_then_cancel(
         tmp_path, nats_server.url, executor="slurm", AIFACTORY_JOBS_DIR=str(jobs_dir)
     ).start()
     try:
-        async with httpx.AsyncClient() as client:
+        async with api_client() as client:
             created = await client.post(
                 f"{server.base}/api/v1/services", json={"recipe": "inference/httpserver"}
             )
@@ -133,7 +137,7 @@ async def test_kill9_during_deploy_then_restart_leaves_exactly_one_job(
     server.port, server.base = server.port, server.base
     server.start()
     try:
-        async with httpx.AsyncClient() as client:
+        async with api_client() as client:
             record = await wait_for_state(client, server.base, service_id, {"running"}, 60)
             jobs = squeue("--states=all", f"--name={job_name_for(service_id)}", "-o", "%i %T")
             assert len(jobs) == 1, jobs
@@ -196,7 +200,7 @@ async def test_200_tracked_jobs_cost_one_squeue_per_poll(
             lifecycle.tracked.add(sid)
         tracker = Tracker(lifecycle)
         before = executor.calls["squeue"]
-        async with httpx.AsyncClient() as client:
+        async with api_client() as client:
             await tracker.poll_once(client)
             assert executor.calls["squeue"] - before == 1
             await tracker.poll_once(client)

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from aifactory.shared.credentials import load_credentials
 from aifactory.shared.natsd import free_port
 from aifactory.shared.settings import Settings
 from aifactory.stack import Stack
@@ -41,11 +42,16 @@ def test_killed_service_is_restarted_and_keeps_its_registry(
         monkeypatch.setenv(key, str(value))
     base = f"http://127.0.0.1:{settings.ingress_port}"
     with Stack(settings) as stack:
-        created = httpx.post(f"{base}/api/v1/services", json={"recipe": "inference/httpserver"})
+        credentials = load_credentials(settings.state_dir)
+        assert credentials is not None
+        token = credentials.api_token.get_secret_value()
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})
+        assert httpx.get(f"{base}/api/v1/services").status_code == 401  # loopback too
+        created = api.post("/api/v1/services", json={"recipe": "inference/httpserver"})
         service_id = created.json()["service_id"]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            state = httpx.get(f"{base}/api/v1/services/{service_id}").json().get("state")
+            state = api.get(f"/api/v1/services/{service_id}").json().get("state")
             if state == "running":
                 break
             time.sleep(0.2)
@@ -59,12 +65,12 @@ def test_killed_service_is_restarted_and_keeps_its_registry(
         assert any("restarting" in n for n in notes)
         assert server.proc.pid != old_pid
         stack.wait_healthy()
-        record = httpx.get(f"{base}/api/v1/services/{service_id}").json()
+        record = api.get(f"/api/v1/services/{service_id}").json()
         assert record["state"] == "running"
-        httpx.delete(f"{base}/api/v1/services/{service_id}")
+        api.delete(f"/api/v1/services/{service_id}")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if httpx.get(f"{base}/api/v1/services/{service_id}").json()["state"] == "cancelled":
+            if api.get(f"/api/v1/services/{service_id}").json()["state"] == "cancelled":
                 break
             time.sleep(0.2)
         else:

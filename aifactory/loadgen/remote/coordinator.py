@@ -33,7 +33,13 @@ from aifactory.loadgen.preflight import preflight
 from aifactory.loadgen.progress import LiveProgress
 from aifactory.loadgen.remote import protocol
 from aifactory.loadgen.remote.board import Board
-from aifactory.loadgen.remote.job import job_name, job_workdir, render_loadgen
+from aifactory.loadgen.remote.job import (
+    job_name,
+    job_workdir,
+    render_loadgen,
+    secrets_path,
+    worker_secrets,
+)
 from aifactory.loadgen.remote.stages import (
     PurgeRead,
     RemoteRun,
@@ -118,7 +124,11 @@ async def run_remote_benchmark(
     run: RemoteRun | None = None
     finished = False
     ticker = asyncio.create_task(collector.tick_forever())
+    secrets = worker_secrets(settings)
+    secrets_file = secrets_path(settings, benchmark_id)
     try:
+        if secrets is not None:
+            await executor.write_secret(secrets_file, secrets)
         try:
             job = await executor.submit(
                 script, job_name(benchmark_id), job_workdir(settings, benchmark_id)
@@ -152,6 +162,8 @@ async def run_remote_benchmark(
                 await sub.unsubscribe()
         with contextlib.suppress(NatsError, TimeoutError):
             await purge_benchmark(js, benchmark_id)
+        if secrets is not None:  # the job script deletes it too, unless it was killed
+            await executor.remove_file(secrets_file)
         await collector.drain_callbacks()
     cancelled = not finished or any(r.state is BenchState.CANCELLED for r in runs)
     return assemble_result(

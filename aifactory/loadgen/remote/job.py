@@ -9,6 +9,7 @@ benchmark id, NATS URL) is an override or a non-secret environment value of the 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sysconfig
@@ -68,13 +69,47 @@ def worker_command(command: list[str]) -> list[str]:
 
 
 def _checked_nats_url(url: str) -> str:
-    """The URL is written into the script: credentials belong in ``AIFACTORY_NATS_TOKEN``."""
+    """The URL is written into the script: credentials go in the secrets file instead."""
     if any("@" in part for part in url.split(",")):
         raise ConfigError(
             "the NATS URL carries credentials, which would be written into the workers' job "
-            "script: give the token as AIFACTORY_NATS_TOKEN instead (workers inherit it)"
+            "script: give them as AIFACTORY_NATS_USER/_PASSWORD or AIFACTORY_NATS_TOKEN"
         )
     return url
+
+
+SECRETS_FILE = "nats-secrets.json"
+
+
+def secrets_path(settings: Settings, benchmark_id: str) -> Path:
+    """Where the workers find their bus credentials: their job folder, mode 0600."""
+    return job_workdir(settings, benchmark_id) / SECRETS_FILE
+
+
+def worker_secrets(settings: Settings) -> str | None:
+    """The JSON the workers' secrets file holds (user and password, or token), if any."""
+    secret: dict[str, str] = {}
+    if settings.nats_user is not None and settings.nats_password is not None:
+        secret = {"user": settings.nats_user, "password": settings.nats_password.get_secret_value()}
+    elif settings.nats_token is not None:
+        secret = {"token": settings.nats_token.get_secret_value()}
+    return json.dumps(secret) if secret else None
+
+
+def worker_auth_env(settings: Settings, benchmark_id: str) -> dict[str, str]:
+    """Paths (never secrets) the workers' script exports: their secrets file (written by
+    the coordinator, deleted when the job ends), a NATS ``.creds`` file, TLS files."""
+    env: dict[str, str] = {}
+    if worker_secrets(settings) is not None:
+        env["AIFACTORY_NATS_SECRETS_FILE"] = str(secrets_path(settings, benchmark_id))
+    paths = {
+        "AIFACTORY_NATS_CREDS": settings.nats_creds,
+        "AIFACTORY_NATS_TLS_CA": settings.nats_tls_ca,
+        "AIFACTORY_NATS_TLS_CERT": settings.nats_tls_cert,
+        "AIFACTORY_NATS_TLS_KEY": settings.nats_tls_key,
+    }
+    env |= {name: str(path) for name, path in paths.items() if path is not None}
+    return env
 
 
 def render_loadgen(
@@ -110,6 +145,7 @@ def render_loadgen(
                 "AIFACTORY_BENCHMARK_ID": benchmark_id,
                 "AIFACTORY_NATS_URL": _checked_nats_url(settings.nats_url),
                 "AIFACTORY_WORKER_LAUNCH": launch_mode(executor),
+                **worker_auth_env(settings, benchmark_id),
             },
         )
     except RecipeError as exc:

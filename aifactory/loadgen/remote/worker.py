@@ -53,7 +53,9 @@ from aifactory.loadgen.remote.sink import (
     WorkerFailure,
 )
 from aifactory.loadgen.workers import run_worker, start_ns_from_wall
+from aifactory.shared.bus.connect import nats_options
 from aifactory.shared.channel import subject_token
+from aifactory.shared.credentials import CredentialsError
 from aifactory.shared.settings import Settings
 
 log = logging.getLogger("aifactory.bench.worker")
@@ -266,12 +268,12 @@ class RemoteWorker:
         self.stage = None
 
 
-async def serve(benchmark_id: str, worker: int, nats_url: str, token: str | None) -> int:
+async def serve(benchmark_id: str, worker: int, nats_url: str, auth: dict[str, Any]) -> int:
     """Connect, work until released or stopped, disconnect. Returns the exit code."""
     try:
         nc = await nats.connect(
             nats_url,
-            token=token,
+            **auth,
             name=f"aifactory-bench-worker-{benchmark_id}-{worker}",
             connect_timeout=CONNECT_TIMEOUT_S,
             max_reconnect_attempts=30,
@@ -308,6 +310,10 @@ def worker_main(benchmark_id: str, *, nats_url: str | None, worker: int | None) 
         log.error("%s", exc)
         return 2
     settings = Settings()
-    token = settings.nats_token.get_secret_value() if settings.nats_token else None
+    try:
+        auth = nats_options(settings)  # the job's secrets file, read once, at start
+    except CredentialsError as exc:
+        log.error("worker %s: %s", index, exc)
+        return 2
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(serve(benchmark_id, index, nats_url or settings.nats_url, token))
+        return runner.run(serve(benchmark_id, index, nats_url or settings.nats_url, auth))

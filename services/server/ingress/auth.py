@@ -1,15 +1,20 @@
 """Bearer-token check for the ingress.
 
-Loopback-only ingress may run without a token (a laptop); any other bind address must have
-one, and the service refuses to start otherwise rather than expose an open control plane.
+The ingress always requires its token, loopback included: on a shared login node every
+local user can reach 127.0.0.1. ``aifactory up`` generates the token and the CLI and web
+page pick it up from the state directory. ``--insecure-loopback`` (demos) drops the check,
+and only where the ingress listens on loopback.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 
 from fastapi import HTTPException, Request, status
+
+log = logging.getLogger(__name__)
 
 
 class InsecureBindError(RuntimeError):
@@ -25,12 +30,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(host: str, token: str | None) -> None:
-    if token is None and not is_loopback(host):
-        raise InsecureBindError(
-            f"the ingress binds {host}, which is not loopback: set AIFACTORY_API_TOKEN "
-            "(clients then send 'Authorization: Bearer <token>') or bind 127.0.0.1"
+def check_bind(host: str, token: str | None, *, insecure_loopback: bool = False) -> None:
+    """Refuse to serve without a token, unless asked to on loopback (and then warn)."""
+    if token is not None:
+        return
+    if insecure_loopback and is_loopback(host):
+        log.warning(
+            "the ingress answers WITHOUT a token (--insecure-loopback): every user of this "
+            "machine can deploy, cancel and prompt through it; for demos only"
         )
+        return
+    if insecure_loopback:
+        raise InsecureBindError(
+            f"--insecure-loopback only applies on loopback, and the ingress binds {host}"
+        )
+    raise InsecureBindError(
+        "the ingress has no API token: start it with 'aifactory up' (which makes one), or "
+        "set AIFACTORY_API_TOKEN (clients send 'Authorization: Bearer <token>')"
+    )
 
 
 class BearerAuth:

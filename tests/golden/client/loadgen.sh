@@ -46,6 +46,10 @@ if [[ -z "${AIFACTORY_BENCHMARK_ID:-}" ]]; then
   echo "aifactory: AIFACTORY_BENCHMARK_ID is not set: no benchmark to work for" >&2
   exit 2
 fi
+if [[ -n "${AIFACTORY_NATS_SECRETS_FILE:-}" ]]; then
+  # The bus credentials the coordinator left for the workers: gone when the job ends.
+  trap 'rm -f -- "$AIFACTORY_NATS_SECRETS_FILE"' EXIT
+fi
 worker=(aifactory bench worker --benchmark-id "$AIFACTORY_BENCHMARK_ID")
 launch=${AIFACTORY_WORKER_LAUNCH:-auto}
 if [[ $launch == auto ]]; then

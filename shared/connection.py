@@ -1,0 +1,60 @@
+"""The connection file a job writes once its servers listen: host, ports, pid, start time.
+
+As Open OnDemand's batch-connect does, a job picks its ports on its node at start (the
+recipe's port first, a free one in a range when that is taken: two services of one recipe
+on one node must both run) and writes ``connection.json`` into its job folder. The server
+reads it to publish the endpoints; the monitor reads the exporter ports from it. The file is
+written by the job script (rendered from ``_connect.sh.j2``) and read here; this model is
+the one definition of its shape.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from aifactory.shared.strict import StrictModel
+
+CONNECTION_FILE = "connection.json"
+
+PortName = str
+
+
+class ReplicaConnection(StrictModel):
+    """One server process of the job and where it listens."""
+
+    index: int = Field(ge=0, description="Replica index, from 0.")
+    host: str = Field(min_length=1, max_length=255, description="Node it runs on.")
+    port: int = Field(ge=1, le=65535, description="Port its server listens on.")
+
+
+class JobConnection(StrictModel):
+    """What ``connection.json`` holds."""
+
+    job_id: str = Field(description="The scheduler's job id.")
+    host: str = Field(min_length=1, max_length=255, description="The first node's host name.")
+    pid: int = Field(description="The job script's process id on that node.")
+    started: datetime = Field(description="When the ports were chosen (UTC).")
+    #: Every named port of the recipe as chosen on the first node (``http``, ``grpc``…).
+    ports: dict[PortName, int] = Field(default_factory=dict)
+    #: One entry per server process; replicas may span nodes.
+    replicas: list[ReplicaConnection] = Field(default_factory=list)
+    #: Exporters started beside the service (``node``, ``dcgm``), by node.
+    exporters: dict[str, dict[str, int]] = Field(default_factory=dict)
+
+
+class ConnectionFileError(ValueError):
+    """The job wrote a connection file that cannot be used."""
+
+
+def connection_path(workdir: Path) -> Path:
+    return workdir / CONNECTION_FILE
+
+
+def parse_connection(text: str, *, source: str = CONNECTION_FILE) -> JobConnection:
+    try:
+        return JobConnection.model_validate_json(text)
+    except ValidationError as exc:
+        raise ConnectionFileError(f"{source}: {exc}") from exc
