@@ -3,7 +3,7 @@
 As Open OnDemand's batch-connect does, a job picks its ports on its node at start (the
 recipe's port first, a free one in a range when that is taken: two services of one recipe
 on one node must both run) and writes ``connection.json`` into its job folder. The server
-reads it to publish the endpoints; the monitor reads the exporter ports from it. The file is
+reads it to publish the endpoints. The file is
 written by the job script (rendered from ``_connect.sh.j2``) and read here; this model is
 the one definition of its shape.
 """
@@ -41,8 +41,6 @@ class JobConnection(StrictModel):
     ports: dict[PortName, int] = Field(default_factory=dict)
     #: One entry per server process; replicas may span nodes.
     replicas: list[ReplicaConnection] = Field(default_factory=list)
-    #: Exporters started beside the service (``node``, ``dcgm``), by node.
-    exporters: dict[str, dict[str, int]] = Field(default_factory=dict)
 
 
 class ConnectionFileError(ValueError):
