@@ -17,6 +17,7 @@ from aifactory.shared.recipes import (
     load_recipe,
     parse_set_options,
 )
+from aifactory.shared.recipes.site import apply_site
 from aifactory.shared.render import render_script
 
 app = typer.Typer(help="Browse, check and render service recipes.", no_args_is_help=True)
@@ -28,8 +29,10 @@ SetOption = Annotated[
 
 
 def _load(name: str, sets: list[str] | None) -> Recipe:
+    """The recipe as a deploy would run it: overrides, then the site's defaults."""
+    cfg = settings()
     try:
-        return load_recipe(name, settings().recipes_dir, parse_set_options(sets or []))
+        return apply_site(load_recipe(name, cfg.recipes_dir, parse_set_options(sets or [])), cfg)
     except RecipeError as exc:
         raise fail(str(exc)) from exc
 
