@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from aifactory.cli.common import settings
 from aifactory.cli.targets import TargetNotFound, resolve_target
 from aifactory.loadgen import (
     BenchConfig,
@@ -39,7 +40,6 @@ from aifactory.report.cli import report_command
 from aifactory.shared.messages.base import ID_PATTERN
 from aifactory.shared.plugins import ExtensionError
 from aifactory.shared.results import RunSummary
-from aifactory.shared.settings import load_settings
 from aifactory.shared.states import BenchState
 
 bench_app = typer.Typer(help="Benchmark an inference endpoint.", no_args_is_help=True)
@@ -65,7 +65,7 @@ def report_cmd(
     console = Console(stderr=True)
     path = Path(target)
     if not path.exists():
-        candidate = load_settings().effective_benchmarks_dir / target
+        candidate = settings().effective_benchmarks_dir / target
         if not re.fullmatch(ID_PATTERN, target) or not candidate.is_dir():
             console.print(
                 f"[red]error:[/red] {target!r} is neither a results folder nor a "
@@ -222,12 +222,13 @@ def run_command(
     if dataset is not None and fmt is None:
         fmt = DatasetFormat.JSONL if dataset.suffix == ".jsonl" else DatasetFormat.SHAREGPT
     try:
-        target = resolve_target(load_settings(), target)
+        urls = resolve_target(settings(), target)
     except TargetNotFound as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_USAGE) from exc
     raw: dict[str, Any] = {
-        "target": target,
+        "target": urls[0],
+        "endpoints": urls[1:],
         "backend": backend,
         "model": model,
         "stream": not no_stream,

@@ -75,8 +75,10 @@ class Requester:
         worker_id: int,
         deliver: Callable[[RequestRecord], None],
         token_counter: TokenCounter | None = None,
+        endpoint: int = 0,
     ) -> None:
         self._client = client
+        self._endpoint = endpoint
         self._head = client.post_head(backend.path)
         self._backend = backend
         self._stream = backend.stream
@@ -110,6 +112,7 @@ class Requester:
             end_s=0.0,
             prompt_tokens=prompt.prompt_tokens,
             prompt_tokens_source=TokenSource.ESTIMATE,
+            endpoint=self._endpoint,
         )
         t0 = time.perf_counter_ns()
         rec.t0_s = self._rel_s(t0)

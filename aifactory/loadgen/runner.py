@@ -121,7 +121,9 @@ async def _run_stage(
     cancelled = cancelled or stop.is_set() or any(r.cancelled for r in reports)
     collector.emit_window()
     state = BenchState.CANCELLED if cancelled else BenchState.COMPLETED
-    return summarize_run(plan, collector.stage_records, reports, config.slo, state=state)
+    return summarize_run(
+        plan, collector.stage_records, reports, config.slo, state=state, targets=config.targets
+    )
 
 
 async def run_benchmark(

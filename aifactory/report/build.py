@@ -141,6 +141,7 @@ def render_page(
             setup=view.setup_rows(extra),
             stat_columns=[header for _, header in view.STAT_COLUMNS],
             stage_columns=view.STAGE_COLUMNS,
+            fmt=view.fmt_value,
             generated=datetime.now(UTC).isoformat(timespec="seconds"),
         )
     )

@@ -117,19 +117,20 @@ class BenchmarkRuns:
         if found is not None and not found[0].state.is_terminal:
             await self._finish(cmd.benchmark_id, BenchState.CANCELLED, reason="cancelled")
 
-    async def resolve_target(self, cmd: BenchRequested) -> str:
+    async def resolve_target(self, cmd: BenchRequested) -> list[str]:
+        """The base URLs to load: the given URL, or every endpoint of the service."""
         if cmd.target.url is not None:
-            return cmd.target.url
+            return [cmd.target.url]
         assert cmd.target.service_id is not None
         found = await self.services.get(cmd.target.service_id)
         try:
-            return service_urls(cmd.target.service_id, found[0] if found else None)[0]
+            return service_urls(cmd.target.service_id, found[0] if found else None)
         except TargetNotReady as exc:
             raise TargetError(f"target.service_id: {exc}") from None
 
-    def build_config(self, cmd: BenchRequested, target_url: str) -> BenchConfig:
+    def build_config(self, cmd: BenchRequested, urls: list[str]) -> BenchConfig:
         try:
-            return cmd.workload.at(target_url)
+            return cmd.workload.at(*urls)
         except ValidationError as exc:
             raise TargetError("target: " + describe_validation_error(exc)) from exc
 
@@ -138,8 +139,9 @@ class BenchmarkRuns:
         self.metrics.running.inc()
         try:
             try:
-                url = await self.resolve_target(cmd)
-                config = self.build_config(cmd, url)
+                urls = await self.resolve_target(cmd)
+                config = self.build_config(cmd, urls)
+                url = urls[0]
             except TargetError as exc:
                 await self._finish(bid, BenchState.FAILED, reason=str(exc))
                 return

@@ -241,7 +241,12 @@ class RemoteRun:
         self.board.collector.emit_window()
         state = BenchState.CANCELLED if stopped_at is not None else BenchState.COMPLETED
         return summarize_run(
-            plan, self.board.collector.stage_records, reports, self.config.slo, state=state
+            plan,
+            self.board.collector.stage_records,
+            reports,
+            self.config.slo,
+            state=state,
+            targets=self.config.targets,
         )
 
     async def release(self, finished: bool) -> None:
