@@ -193,3 +193,8 @@ def _command_name(words: list[str]) -> list[str]:
 #: A command run before the payload (``module load Apptainer``), as words or one string. It
 #: runs as data: each word is quoted, so no value can add a command, a pipe or a variable.
 SetupCommand = Annotated[list[Text], BeforeValidator(_split_command), AfterValidator(_command_name)]
+
+
+#: A model a server pulls at start (Ollama's ``name:tag``, ``namespace/name:tag``): no
+#: quotes, spaces or backslashes, so it can sit inside the JSON of a pull request.
+ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")]

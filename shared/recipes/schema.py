@@ -31,6 +31,7 @@ from aifactory.shared.recipes.fields import (
     Identifier,
     Image,
     Memory,
+    ModelName,
     Name,
     Port,
     PortName,
@@ -129,6 +130,8 @@ class Recipe(StrictModel):
     image: Image | None = None
     container_def: ContainerDef | None = None
     model: Text | None = None
+    #: Models the server pulls before it counts as ready (template ``ollama``).
+    models: list[ModelName] = Field(default_factory=list)
     command: list[Text] | None = None
     extra_args: list[Text] = Field(default_factory=list)
     #: At least one, except for ``client`` recipes (load generators listen on nothing).

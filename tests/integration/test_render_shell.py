@@ -177,7 +177,7 @@ def test_apptainer_invocation_with_gpus_and_inherited_secret(tmp_path: Path) -> 
     assert argv == [
         "exec",
         "--nv",
-        "docker://vllm/vllm-openai:v0.6.3",
+        "docker://vllm/vllm-openai:v0.33.0",
         "vllm",
         "serve",
         "facebook/opt-125m",

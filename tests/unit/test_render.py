@@ -62,7 +62,7 @@ def test_gpu_override_gives_gres_and_nv() -> None:
     script = render("inference/vllm-single-node", parse_set_options(["resources.gpu=4"]))
     assert "#SBATCH --gres=gpu:4\n" in script
     assert launcher(script)[:3] == ["apptainer", "exec", "--nv"]
-    assert launcher(script)[-1] == "docker://vllm/vllm-openai:v0.6.3"
+    assert launcher(script)[-1] == "docker://vllm/vllm-openai:v0.33.0"
     words = launch_line(script)
     assert words[:5] == ["exec", "${launcher[@]}", "vllm", "serve", "facebook/opt-125m"]
     assert words[words.index("--port") + 1] == "${aif_replica_port[0]}"
@@ -94,7 +94,7 @@ def test_no_gpu_no_nv_and_binds() -> None:
 def test_apptainer_run_mode_passes_args_to_runscript() -> None:
     script = render("inference/ollama")
     assert launcher(script)[:3] == ["apptainer", "run", "--nv"]
-    assert launch_line(script)[2:] == ["serve"]
+    assert launch_line(script)[1:] == ["serve", "&"]  # in the background: models first
     assert 'export OLLAMA_HOST=0.0.0.0:"${aif_port_http}"' in script
 
 

@@ -9,7 +9,7 @@
 #SBATCH --gres=gpu:1
 #
 # Rendered by aifactory: recipe inference/ollama (version 1),
-# template inference, runtime apptainer, service svc-golden.
+# template ollama, runtime apptainer, service svc-golden.
 # Kept beside the job output for debugging; re-render it rather than edit it.
 
 set -euo pipefail
@@ -71,12 +71,59 @@ if ! command -v apptainer >/dev/null 2>&1; then
   echo "aifactory: apptainer not found on $(hostname); load its module or install it" >&2
   exit 127
 fi
-launcher=(apptainer run --nv docker://ollama/ollama:0.3.14)
+launcher=(apptainer run --nv docker://ollama/ollama:0.24.0)
 
 echo "aifactory: CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset}"
 if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi -L || true
 fi
+pids=()
+# shellcheck disable=SC2317  # also called by the trap
+stop_children() {
+  trap - TERM INT
+  if ((${#pids[@]})); then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+  fi
+  wait || true
+}
+# shellcheck disable=SC2317  # called by the trap below
+on_signal() {
+  echo "aifactory: stop signal received; stopping child processes" >&2
+  stop_children
+  exit 143
+}
+trap on_signal TERM INT
+
+echo "aifactory: starting ollama replica 0 on port ${aif_replica_port[0]}"
+"${launcher[@]}" serve &
+pids+=("$!")
+aif_api="http://127.0.0.1:${aif_replica_port[0]}"
+for ((attempt = 0; ; attempt++)); do
+  if curl -fsS -o /dev/null "$aif_api/api/version" 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "${pids[0]}" 2>/dev/null || ((attempt >= 300)); then
+    echo "aifactory: the ollama server did not answer on $aif_api" >&2
+    stop_children
+    exit 1
+  fi
+  sleep 1
+done
+aif_models=(llama3.2:1b)
+for model in "${aif_models[@]}"; do
+  echo "aifactory: pulling model $model"
+  last=""
+  while IFS= read -r line; do
+    echo "aifactory: pull $model: $line"
+    last=$line
+  done < <(curl -sS -N -X POST -H 'content-type: application/json' \
+    --data-binary "{\"model\": \"$model\"}" "$aif_api/api/pull" 2>&1)
+  if [[ $last != *'"status":"success"'* ]]; then
+    echo "aifactory: pulling model $model failed: $last" >&2
+    stop_children
+    exit 1
+  fi
+done
 
 aif_host=$(hostname)
 if [[ ! $aif_host =~ ^[A-Za-z0-9._-]+$ || ! ${SLURM_JOB_ID:-local} =~ ^[A-Za-z0-9._-]+$ ]]; then
@@ -94,5 +141,8 @@ fi
 } >connection.json.tmp
 mv -f connection.json.tmp connection.json
 
-echo "aifactory: starting ollama replica 0 on port ${aif_replica_port[0]}"
-exec "${launcher[@]}" serve
+status=0
+wait -n || status=$?
+echo "aifactory: a child process exited with status $status; stopping the others" >&2
+stop_children
+exit "$status"

@@ -85,7 +85,7 @@ if ! command -v apptainer >/dev/null 2>&1; then
   echo "aifactory: apptainer not found on $(hostname); load its module or install it" >&2
   exit 127
 fi
-launcher=(apptainer exec --nv docker://vllm/vllm-openai:v0.6.3)
+launcher=(apptainer exec --nv docker://vllm/vllm-openai:v0.33.0)
 
 echo "aifactory: CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset}"
 if command -v nvidia-smi >/dev/null 2>&1; then
