@@ -191,18 +191,27 @@ class Recipe(StrictModel):
         return self.ports.get("http", next(iter(self.ports.values())))
 
     @property
-    def replica_count(self) -> int:
+    def replicas_per_node(self) -> int:
         if self.replicas is None:
             return 1
         return self.resources.gpu // self.replicas.gpu_per_replica
 
+    @property
+    def replica_count(self) -> int:
+        """Servers in the job: one, or ``replicas_per_node`` on each of its nodes."""
+        if self.replicas is None:
+            return 1
+        return self.replicas_per_node * self.resources.nodes
+
     def replica_ports(self) -> list[int]:
-        """Ports servers listen on; none for a recipe without ports (a client)."""
+        """The port each server wants (each node has its own ports: the same on every node);
+        none for a recipe without ports (a client)."""
         if not self.ports:
             return []
         if self.replicas is None:
             return [self.main_port]
-        return [self.replicas.base_port + i for i in range(self.replica_count)]
+        per = self.replicas_per_node
+        return [self.replicas.base_port + i % per for i in range(self.replica_count)]
 
     def health_url(self, endpoint: Endpoint) -> str:
         return endpoint.url + self.health.path

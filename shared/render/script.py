@@ -53,6 +53,8 @@ class ReplicaSlot(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     index: int
+    #: Which node of the job (0: the one running the batch script) it runs on.
+    node: int
     port: int
     gpu_offset: int
     gpu_count: int
@@ -128,8 +130,15 @@ def _check_inputs(
 
 def _replicas(recipe: Recipe) -> list[ReplicaSlot]:
     per = recipe.replicas.gpu_per_replica if recipe.replicas else recipe.resources.gpu
+    on_node = recipe.replicas_per_node
     return [
-        ReplicaSlot(index=i, port=port, gpu_offset=i * per, gpu_count=per)
+        ReplicaSlot(
+            index=i,
+            node=i // on_node,
+            port=port,
+            gpu_offset=(i % on_node) * per,
+            gpu_count=per,
+        )
         for i, port in enumerate(recipe.replica_ports())
     ]
 
@@ -205,6 +214,10 @@ def _context(
         "secrets": list(recipe.secrets_env),
         "gres": res.gres,
         "replicas": _replicas(recipe),
+        # Nodes that run replicas (several: each claims its own ports and reports them).
+        "replica_nodes": max((s.node for s in _replicas(recipe)), default=0) + 1,
+        # Other nodes run this same script (saved here by the executor) for their replicas.
+        "script_path": str(workdir / f"{job_name}.sh"),
         "ports": _ports(recipe),
         "main_port_name": recipe.main_port_name if recipe.ports else "",
         "default_gpus": ",".join(str(i) for i in range(res.gpu)) or "0",

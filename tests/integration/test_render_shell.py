@@ -46,6 +46,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [(r.ref, {}) for r in list_recipes(
     ("inference/vllm-single-node", {"resources": {"gpu": 0}, **NATIVE}),
     ("inference/vllm-replicas", {"resources": {"gpu": 8}, "replicas": {"gpu_per_replica": 2}}),
     ("inference/vllm-replicas", NATIVE),
+    ("inference/vllm-replicas", {"resources": {"nodes": 3, "gpu": 4}}),
     ("inference/vllm-multinode", {"resources": {"nodes": 4, "gpu_type": "a100"}}),
     ("inference/vllm-multinode", NATIVE),
     ("inference/ollama", {"resources": {"gpu": 0}, "secrets_env": ["OLLAMA_KEY"]}),

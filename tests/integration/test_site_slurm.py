@@ -120,3 +120,60 @@ async def test_three_simulators_of_one_recipe_run_side_by_side_on_one_node(
                 await wait_for_state(client, server.base, sid, {"cancelled"}, 60)
     finally:
         server.stop()
+
+
+#: ``vllm serve MODEL --port P …`` played by the simulator (no GPU, no weights here).
+VLLM_SHIM = """#!/bin/bash
+[[ ${1-} == serve ]] || exit 2
+model=$2
+shift 2
+port=""
+prev=""
+for arg in "$@"; do [[ $prev == --port ]] && port=$arg; prev=$arg; done
+echo "vllm shim: GPUs ${CUDA_VISIBLE_DEVICES-none} port $port"
+exec aifactory simulate --host 127.0.0.1 --port "$port" --model "$model" --ttft-ms 5 --itl-ms 1
+"""
+
+
+async def test_two_replicas_of_one_job_each_get_an_endpoint_and_their_gpu(
+    nats_server: EmbeddedNats, tmp_path: Path, jobs_dir: Path
+) -> None:
+    recipes = write_test_recipes(tmp_path / "recipes", port=free_port())
+    shutil.copy(
+        PACKAGE_ROOT / "recipes" / "inference" / "vllm-replicas.yaml", recipes / "inference"
+    )
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "vllm").write_text(VLLM_SHIM)
+    (shim / "vllm").chmod(0o755)
+    env = {"AIFACTORY_JOBS_DIR": str(jobs_dir), "PATH": f"{shim}{os.pathsep}{venv_path()}"}
+    server = ServerProcess(tmp_path, nats_server.url, executor="slurm", **env).start()
+    overrides = {
+        "runtime": "native",
+        "image": None,
+        "secrets_env": [],
+        "resources": {"gpu": 2, "cpus_per_task": 1, "memory": "1G", "time_limit": "00:05:00"},
+        "replicas": {"gpu_per_replica": 1, "base_port": free_port()},
+    }
+    try:
+        async with api_client() as client:
+            created = await client.post(
+                f"{server.base}/api/v1/services",
+                json={"recipe": "inference/vllm-replicas", "overrides": overrides},
+            )
+            assert created.status_code == 202, created.text
+            sid = created.json()["service_id"]
+            record = await wait_for_state(client, server.base, sid, {"running"}, 90)
+            endpoints = record["endpoints"]
+            assert [e["replica"] for e in endpoints] == [0, 1]
+            assert len({e["port"] for e in endpoints}) == 2
+            for endpoint in endpoints:
+                models = httpx.get(endpoint["url"] + "/v1/models", timeout=5).json()
+                assert models["data"][0]["id"] == "facebook/opt-125m"
+            output = Path(record["output_path"]).read_text()
+            gpus = sorted(line.split()[3] for line in output.splitlines() if "vllm shim" in line)
+            assert len(gpus) == 2 and gpus[0] != gpus[1]  # one GPU each, not the same
+            await client.delete(f"{server.base}/api/v1/services/{sid}")
+            await wait_for_state(client, server.base, sid, {"cancelled"}, 60)
+    finally:
+        server.stop()

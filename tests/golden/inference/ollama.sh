@@ -54,6 +54,12 @@ aif_claim_port() {
   echo "aifactory: no free port in $1..$last on $(hostname)" >&2
   return 1
 }
+# Which node of the job this is: 0 runs the batch script; others run it through srun.
+aif_node=${AIFACTORY_NODE:-0}
+if [[ ! $aif_node =~ ^[0-9]+$ ]]; then
+  echo "aifactory: AIFACTORY_NODE must be a node index, got $aif_node" >&2
+  exit 2
+fi
 aif_replica_port=()
 aif_replica_port[0]=$(aif_claim_port 11434)
 aif_port_http=${aif_replica_port[0]}
@@ -131,15 +137,21 @@ if [[ ! $aif_host =~ ^[A-Za-z0-9._-]+$ || ! ${SLURM_JOB_ID:-local} =~ ^[A-Za-z0-
   exit 1
 fi
 {
-  printf '{"job_id": "%s", "host": "%s", "pid": %d, "started": "%s",\n' \
-    "${SLURM_JOB_ID:-local}" "$aif_host" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  printf ' "ports": {'
-  printf '"http": %d' "${aif_port_http}"
-  printf '},\n "replicas": ['
-  printf '{"index": %d, "host": "%s", "port": %d}' 0 "$aif_host" "${aif_replica_port[0]}"
-  printf ']}\n'
-} >connection.json.tmp
-mv -f connection.json.tmp connection.json
+  printf '{"index": %d, "host": "%s", "port": %d}\n' 0 "$aif_host" "${aif_replica_port[0]}"
+} >"replicas-$aif_node.part.tmp"
+mv -f "replicas-$aif_node.part.tmp" "replicas-$aif_node.part"
+if ((aif_node == 0)); then
+  {
+    printf '{"job_id": "%s", "host": "%s", "pid": %d, "started": "%s",\n' \
+      "${SLURM_JOB_ID:-local}" "$aif_host" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    printf ' "ports": {'
+    printf '"http": %d' "${aif_port_http}"
+    printf '},\n "replicas": ['
+    cat replicas-*.part | paste -sd, -
+    printf ']}\n'
+  } >connection.json.tmp
+  mv -f connection.json.tmp connection.json
+fi
 
 status=0
 wait -n || status=$?

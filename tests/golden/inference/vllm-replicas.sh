@@ -54,6 +54,12 @@ aif_claim_port() {
   echo "aifactory: no free port in $1..$last on $(hostname)" >&2
   return 1
 }
+# Which node of the job this is: 0 runs the batch script; others run it through srun.
+aif_node=${AIFACTORY_NODE:-0}
+if [[ ! $aif_node =~ ^[0-9]+$ ]]; then
+  echo "aifactory: AIFACTORY_NODE must be a node index, got $aif_node" >&2
+  exit 2
+fi
 aif_replica_port=()
 aif_replica_port[0]=$(aif_claim_port 8000)
 aif_replica_port[1]=$(aif_claim_port 8001)
@@ -110,7 +116,7 @@ trap on_signal TERM INT
 default_gpus=0,1,2,3
 IFS=, read -r -a gpus <<< "${CUDA_VISIBLE_DEVICES:-$default_gpus}"
 if ((${#gpus[@]} < 4)); then
-  echo "aifactory: 4 GPUs needed, CUDA_VISIBLE_DEVICES lists ${#gpus[@]}" >&2
+  echo "aifactory: 4 GPUs needed on $(hostname), CUDA_VISIBLE_DEVICES lists ${#gpus[@]}" >&2
   exit 1
 fi
 
@@ -120,18 +126,24 @@ if [[ ! $aif_host =~ ^[A-Za-z0-9._-]+$ || ! ${SLURM_JOB_ID:-local} =~ ^[A-Za-z0-
   exit 1
 fi
 {
-  printf '{"job_id": "%s", "host": "%s", "pid": %d, "started": "%s",\n' \
-    "${SLURM_JOB_ID:-local}" "$aif_host" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  printf ' "ports": {'
-  printf '"http": %d' "${aif_port_http}"
-  printf '},\n "replicas": ['
-  printf '{"index": %d, "host": "%s", "port": %d}, ' 0 "$aif_host" "${aif_replica_port[0]}"
-  printf '{"index": %d, "host": "%s", "port": %d}, ' 1 "$aif_host" "${aif_replica_port[1]}"
-  printf '{"index": %d, "host": "%s", "port": %d}, ' 2 "$aif_host" "${aif_replica_port[2]}"
-  printf '{"index": %d, "host": "%s", "port": %d}' 3 "$aif_host" "${aif_replica_port[3]}"
-  printf ']}\n'
-} >connection.json.tmp
-mv -f connection.json.tmp connection.json
+  printf '{"index": %d, "host": "%s", "port": %d}\n' 0 "$aif_host" "${aif_replica_port[0]}"
+  printf '{"index": %d, "host": "%s", "port": %d}\n' 1 "$aif_host" "${aif_replica_port[1]}"
+  printf '{"index": %d, "host": "%s", "port": %d}\n' 2 "$aif_host" "${aif_replica_port[2]}"
+  printf '{"index": %d, "host": "%s", "port": %d}\n' 3 "$aif_host" "${aif_replica_port[3]}"
+} >"replicas-$aif_node.part.tmp"
+mv -f "replicas-$aif_node.part.tmp" "replicas-$aif_node.part"
+if ((aif_node == 0)); then
+  {
+    printf '{"job_id": "%s", "host": "%s", "pid": %d, "started": "%s",\n' \
+      "${SLURM_JOB_ID:-local}" "$aif_host" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    printf ' "ports": {'
+    printf '"http": %d' "${aif_port_http}"
+    printf '},\n "replicas": ['
+    cat replicas-*.part | paste -sd, -
+    printf ']}\n'
+  } >connection.json.tmp
+  mv -f connection.json.tmp connection.json
+fi
 
 echo "aifactory: starting vllm-replicas replica 0 on port ${aif_replica_port[0]}"
 devices=$(IFS=,; echo "${gpus[*]:0:1}")
