@@ -187,6 +187,8 @@ class WindowStats(BaseModel):
     window_errors: int
     request_rate: float  # completions per second in the window
     output_token_rate: float
+    #: Window percentiles come from a DDSketch: within 1 % (relative) of the exact value.
+    #: The final statistics are exact, from every record on disk.
     ttft_p50_ms: float | None = None
     ttft_p99_ms: float | None = None
     e2el_p50_ms: float | None = None

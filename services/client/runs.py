@@ -163,6 +163,7 @@ class BenchmarkRuns:
                 for rec in batch:
                     self.metrics.requests.labels(rec.error or "ok").inc()
 
+            out = self.settings.effective_benchmarks_dir / bid  # records stream in here
             try:
                 if config.worker_nodes is not None:
                     # Workers on N nodes, launched as one job, reporting over the bus.
@@ -175,6 +176,7 @@ class BenchmarkRuns:
                         stop_event=stop,
                         on_window=on_window,
                         on_records=on_records,
+                        out_dir=out,
                     )
                 else:
                     result = await run_benchmark(
@@ -183,11 +185,11 @@ class BenchmarkRuns:
                         on_window=on_window,
                         on_records=on_records,
                         progress=False,
+                        out_dir=out,
                     )
             except LoadgenError as exc:
                 await self._finish(bid, BenchState.FAILED, reason=str(exc))
                 return
-            out = self.settings.effective_benchmarks_dir / bid
             await asyncio.to_thread(write_results, result, out)
             await self._finish(
                 bid,
