@@ -38,6 +38,7 @@ from aifactory.shared.http import add_ops_routes
 from aifactory.shared.messages import DeployCancel, DeployRequested, new_id
 from aifactory.shared.messages.base import ID_PATTERN
 from aifactory.shared.messages.deploy import RECIPE_REF_PATTERN, RecipeOverrides
+from aifactory.shared.parts import PartsCollector, read_parts
 from aifactory.shared.recipes import RecipeError, list_recipes, load_recipe, load_service_recipe
 from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from aifactory.shared.registry_view import RegistryView
@@ -121,7 +122,14 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
         """The bus contract (AsyncAPI 3), for clients that talk to NATS directly."""
         return bus_document
 
-    add_ops_routes(app, ctx.metrics.registry, lambda: bus_connected(ctx.broker))
+    state_dir = ctx.settings.state_dir
+    ctx.metrics.registry.register(PartsCollector(state_dir))
+    add_ops_routes(
+        app,
+        ctx.metrics.registry,
+        lambda: bus_connected(ctx.broker),
+        parts=lambda: read_parts(state_dir),
+    )
 
     async def get_json(service_id: str) -> bytes:
         data = await ctx.services_view.get_json(service_id)
