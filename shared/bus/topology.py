@@ -82,7 +82,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
         current = info.config
         if (
             sorted(current.subjects or []) != sorted(config.subjects or [])
-            or current.duplicate_window != config.duplicate_window
+            or (config.duplicate_window and current.duplicate_window != config.duplicate_window)
             or current.max_age != config.max_age
             or current.max_bytes != config.max_bytes
             or current.discard != config.discard
