@@ -106,6 +106,7 @@ class Stack:
             port=self.ports["nats"],
             user=credentials.nats_user,
             password=credentials.nats_password.get_secret_value(),
+            store_key=credentials.store_key.get_secret_value() if credentials.store_key else None,
         ).start()
         self.info = StackInfo(
             pid=os.getpid(),
