@@ -14,6 +14,7 @@ import yaml
 
 from aifactory.experiment.spec import REDACTED, ExperimentSpec, public_source
 from aifactory.shared.credentials import credentials_path, ensure_credentials, write_private
+from aifactory.shared.executors.base import submit_environment
 from aifactory.shared.results import BenchSummary
 from aifactory.shared.states import BenchState
 from aifactory.shared.strict import WIRE
@@ -91,3 +92,21 @@ def test_credentials_from_before_the_store_key_get_one_and_keep_the_rest(tmp_pat
     assert ensure_credentials(tmp_path) == upgraded  # persisted (0600), not made again
     assert credentials_path(tmp_path).stat().st_mode & 0o777 == 0o600
     assert upgraded.store_key.get_secret_value() not in repr(upgraded)  # SecretStr
+
+
+def test_jobs_are_submitted_without_the_stacks_own_secrets() -> None:
+    environ = {
+        "AIFACTORY_API_TOKEN": "t",
+        "aifactory_nats_password": "p",  # settings read names in any case
+        "AIFACTORY_NATS_TOKEN": "n",
+        "AIFACTORY_NATS_URL": "nats://h:4222",
+        "AIFACTORY_NATS_SECRETS_FILE": "/jobs/x/nats-secrets.json",  # a path, not a secret
+        "HF_TOKEN": "a recipe's secrets_env goes through",
+        "PATH": "/usr/bin",
+    }
+    assert submit_environment(environ) == {
+        "AIFACTORY_NATS_URL": "nats://h:4222",
+        "AIFACTORY_NATS_SECRETS_FILE": "/jobs/x/nats-secrets.json",
+        "HF_TOKEN": "a recipe's secrets_env goes through",
+        "PATH": "/usr/bin",
+    }
