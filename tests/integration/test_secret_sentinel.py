@@ -3,7 +3,8 @@
 Five random secrets are planted where a user or the stack puts them:
 
 - the ingress API token, the NATS password and the JetStream store key, in the stack's
-  ``credentials.json``;
+  ``credentials.json``; the token also in ``AIFACTORY_API_TOKEN`` where ``up`` starts, as
+  a site sets it;
 - the benchmark target's API key, in the experiment file (a workload's ``api_key``) and in
   the deployed simulator's ``VLLM_API_KEY`` (a recipe ``secrets_env``): the simulator
   refuses every request without it, so each completed request proves the key went through;
@@ -19,9 +20,9 @@ JetStream store, job scripts and outputs, results, report, temporary files), and
 printed or answered, is searched: raw, base64 and hex.
 
 Expected: each secret is only in the files made to hold it, all mode 0600, and in no
-command line; the workers' secrets file is gone when its job is. The token, the NATS
-password and the store key are in no process's environment either; the recipe's secrets
-are, by design, in the environment the job was submitted from and in the job's.
+command line; the workers' secrets file is gone when its job is. The NATS password and
+the store key are in no process's environment, the token only in those of the stack
+(started with it). Jobs get the recipe's secrets, by design, and nothing else.
 """
 
 from __future__ import annotations
