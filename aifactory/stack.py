@@ -103,6 +103,7 @@ class Stack:
             port=self.ports["nats"],
             user=credentials.nats_user,
             password=credentials.nats_password.get_secret_value(),
+            store_key=credentials.store_key.get_secret_value() if credentials.store_key else None,
         )
         self.nats_part = NatsPart("nats", self.nats.log_path, self._backoff(), nats=self.nats)
         try:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, field_serializer
 
 from aifactory.shared.states import BenchState
 from aifactory.shared.workload import BenchConfig, SloConfig
@@ -167,6 +167,13 @@ class BenchSummary(BaseModel):
     started_at: datetime
     finished_at: datetime
     runs: list[RunSummary]
+
+    @field_serializer("config")
+    def _config_without_key(self, config: BenchConfig, info: SerializationInfo) -> Any:
+        """A summary says how a run was made, never with which key: its config is dumped
+        without the wire context, so the API key stays masked even in ``bench.completed``
+        (which every consumer receives and the events stream keeps on disk)."""
+        return config.model_dump(mode=info.mode, by_alias=info.by_alias)
 
 
 class WindowStats(BaseModel):

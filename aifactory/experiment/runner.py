@@ -25,7 +25,7 @@ from aifactory.experiment.provenance import (
     versions,
     write_json,
 )
-from aifactory.experiment.spec import ExperimentSpec, Teardown, WorkloadSpec
+from aifactory.experiment.spec import ExperimentSpec, Teardown, WorkloadSpec, public_source
 from aifactory.report import build_experiment_report
 from aifactory.shared import subjects
 from aifactory.shared.bus import Topology, publish
@@ -230,7 +230,9 @@ class ExperimentRunner:
 
     def _write_provenance(self, folder: Path) -> None:
         (folder / "experiment.yaml").write_text(
-            self.source.read_text() if self.source else self.spec.model_dump_json(indent=2)
+            public_source(self.source.read_text(), self.spec)
+            if self.source
+            else self.spec.model_dump_json(indent=2)
         )
         write_json(folder / "versions.json", versions(REPO_ROOT))
         write_json(folder / "settings.json", public_settings(self.settings))

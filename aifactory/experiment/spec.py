@@ -75,6 +75,36 @@ class ExperimentSpec(StrictModel):
         return Workload.model_validate(fields)
 
 
+#: What replaces an API key in the copy of the experiment file kept with the results: a
+#: word that reads the same in every YAML quoting style (``*`` would start an alias).
+REDACTED = "redacted-api-key"
+
+
+def public_source(text: str, spec: ExperimentSpec) -> str:
+    """The experiment file as the user wrote it (comments kept), every API key replaced.
+
+    The copy goes into the report folder, which is shared and archived; the key stays in
+    the user's own file. A key the text does not hold verbatim (written with YAML escapes)
+    cannot be replaced there: then the parsed spec is written instead, its keys masked.
+    """
+    keys = {w.api_key.get_secret_value() for w in spec.workloads if w.api_key is not None}
+    masked = text
+    for key in keys:
+        masked = masked.replace(key, REDACTED)
+    try:
+        reparsed = ExperimentSpec.model_validate(yaml.safe_load(masked))
+    except (yaml.YAMLError, ValidationError):
+        reparsed = None
+    kept = (
+        {w.api_key.get_secret_value() for w in reparsed.workloads if w.api_key is not None}
+        if reparsed is not None
+        else keys
+    )
+    if kept & keys:
+        return spec.model_dump_json(indent=2)  # WireSecret: "**********" outside the bus
+    return masked
+
+
 def load_experiment(path: Path) -> ExperimentSpec:
     try:
         data = yaml.safe_load(path.read_text())

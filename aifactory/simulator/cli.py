@@ -6,6 +6,7 @@ package alone; the aifactory CLI only registers this function.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -15,6 +16,8 @@ from aifactory.simulator.server import run
 
 _LATENCY = "Latency model"
 _FAULTS = "Fault injection"
+#: vLLM's variable for the key its OpenAI server requires.
+API_KEY_ENV = "VLLM_API_KEY"
 
 
 def simulate(
@@ -66,7 +69,12 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Seed for text, jitter and faults.")] = 0,
     log_level: Annotated[str, typer.Option(help="debug|info|warning|error|critical")] = "info",
 ) -> None:
-    """Run an OpenAI- and Ollama-compatible inference simulator with vLLM metrics."""
+    """Run an OpenAI- and Ollama-compatible inference simulator with vLLM metrics.
+
+    As vLLM does, requests to /v1/* must carry 'Authorization: Bearer <key>' when the
+    VLLM_API_KEY environment variable is set (there is no option: a key on a command line
+    is visible to every user of the node).
+    """
     try:
         config = SimulatorConfig.from_options(
             host=host,
@@ -83,6 +91,7 @@ def simulate(
             cut_rate=cut_rate,
             seed=seed,
             log_level=log_level.lower(),
+            api_key=os.environ.get(API_KEY_ENV) or None,
         )
     except SimulatorConfigError as exc:
         typer.echo(str(exc), err=True)

@@ -8,6 +8,7 @@ at it unchanged.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import logging
 import secrets
@@ -63,6 +64,8 @@ class Simulator:
         self._vocab = Vocabulary(config.seed)
         self._model_json = orjson.dumps(config.model)
         self._id_prefix = secrets.token_hex(6)
+        key = config.api_key.get_secret_value() if config.api_key else None
+        self._authorization = b"Bearer " + key.encode() if key else None
         self._ids = itertools.count(1)
         self._started = int(time.time())
         self.scheduler = SlotScheduler(config.max_running)
@@ -132,7 +135,9 @@ class Simulator:
     # -- routing -------------------------------------------------------------------------------
     def _dispatch(self, conn: Connection, req: HttpRequest) -> None:
         route = self._routes.get(req.path)
-        if route is None:
+        if self._unauthorized(req):
+            conn.respond(401, JSON, b'{"error":"Unauthorized"}')  # vLLM's answer
+        elif route is None:
             err = RequestError(404, f"Not Found: {req.path}", None, "NotFoundError")
             self._error(conn, req.path, err)
         elif route[0] != req.method:
@@ -140,6 +145,12 @@ class Simulator:
             self._error(conn, req.path, RequestError(405, message, None, "MethodNotAllowed"))
         else:
             route[1](conn, req)
+
+    def _unauthorized(self, req: HttpRequest) -> bool:
+        """With an API key, vLLM guards ``/v1/*`` (health and metrics stay open)."""
+        if self._authorization is None or not req.path.startswith("/v1"):
+            return False
+        return not hmac.compare_digest(req.authorization, self._authorization)
 
     def _error(self, conn: Connection, path: str, err: RequestError) -> None:
         body: dict[str, object]

@@ -11,11 +11,15 @@ a poller with 200 jobs must not run 200 ``squeue`` calls.
 from __future__ import annotations
 
 import abc
+import os
 import re
-from collections.abc import Sequence
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from pydantic import SecretStr
 
 from aifactory.shared.credentials import write_private
 from aifactory.shared.plugins import Registry
@@ -61,6 +65,30 @@ def check_job_name(name: str) -> str:
             "starting with a letter or digit, and no '..'"
         )
     return name
+
+
+def stack_secret_variables() -> frozenset[str]:
+    """``AIFACTORY_*`` variables that hold a secret setting (API token, NATS password…)."""
+    from aifactory.shared.settings import Settings  # settings imports the executor registry
+
+    return frozenset(
+        f"AIFACTORY_{name.upper()}"
+        for name, info in Settings.model_fields.items()
+        if info.annotation is SecretStr or SecretStr in typing.get_args(info.annotation)
+    )
+
+
+def submit_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment jobs are submitted with: ours, minus the stack's own secrets.
+
+    A job inherits the environment it is submitted from (SLURM exports it, and slurmctld
+    keeps a copy in its state directory). A recipe's ``secrets_env`` is meant to go
+    through; the ingress token and the bus credentials are not: a job runs third-party
+    code (vLLM, Ollama), and load workers get the bus password from their secrets file.
+    """
+    hidden = stack_secret_variables()
+    source = os.environ if environ is None else environ
+    return {k: v for k, v in source.items() if k.upper() not in hidden}
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from aifactory.shared.executors.base import (
     JobStatus,
     SubmittedJob,
     check_job_name,
+    submit_environment,
 )
 from aifactory.shared.executors.local_runner import (
     LocalJobRecord,
@@ -145,6 +146,7 @@ class LocalExecutor(Executor, name="local"):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                env=submit_environment(),  # the runner hands its environment to the job
             )
             out, err = await asyncio.wait_for(proc.communicate(), self.launch_timeout)
         except (OSError, TimeoutError) as exc:

@@ -26,6 +26,7 @@ from aifactory.shared.executors.base import (
     SchedulerCommandError,
     SubmittedJob,
     check_job_name,
+    submit_environment,
 )
 from aifactory.shared.executors.slurm_states import (
     SACCT_FORMAT,
@@ -105,6 +106,7 @@ class SlurmExecutor(Executor, name="slurm"):
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                env=submit_environment(),  # sbatch exports it into the job
             )
         except OSError as exc:
             raise ExecutorError(f"cannot run {program}: {exc}") from exc
