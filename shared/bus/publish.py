@@ -25,6 +25,7 @@ class PublishRefused(RuntimeError):
     answer); the message says why. Nothing was published: the caller must say so, not
     proceed as if it had been."""
 
+
 M = TypeVar("M", bound=Message)
 
 
