@@ -73,7 +73,7 @@ class RetentionPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_age_days: float | None = Field(default=None, gt=0, description=_MAX_AGE)
+    max_age_days: float | None = Field(default=None, ge=0, description=_MAX_AGE)
     max_count: int | None = Field(default=None, ge=0, description=_MAX_COUNT)
     max_bytes: ByteSize | None = Field(default=None, ge=0, description=_MAX_BYTES)
 
@@ -86,7 +86,7 @@ class JobsRetention(RetentionPolicy):
     """Job folders are debugging material (experiments copy what they need): bounded by
     default. Setting one limit keeps the other defaults."""
 
-    max_age_days: float | None = Field(default=30.0, gt=0, description=_MAX_AGE)
+    max_age_days: float | None = Field(default=30.0, ge=0, description=_MAX_AGE)
     max_count: int | None = Field(default=1000, ge=0, description=_MAX_COUNT)
     max_bytes: ByteSize | None = Field(default=ByteSize(20 * 1024**3), ge=0, description=_MAX_BYTES)
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from aifactory.cli import bench, experiment, recipes, services, simulate
+from aifactory.cli import bench, experiment, gc, recipes, services, simulate
 from aifactory.cli.common import console, err_console, fail, settings
 from aifactory.contract import bus_document
 from aifactory.shared.credentials import credentials_path
@@ -31,7 +31,7 @@ app.add_typer(recipes.app, name="recipes")
 app.add_typer(services.app, name="services")
 app.command()(services.deploy)
 
-for _commands in (simulate, bench, experiment):
+for _commands in (simulate, bench, experiment, gc):
     _commands.register(app)
 
 
