@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+from nats.errors import Error as NatsError
 from pydantic import ByteSize, ValidationError
 from rich.table import Table
 
@@ -24,6 +25,7 @@ from aifactory.shared.executors.base import Executor, ExecutorError
 from aifactory.shared.executors.factory import make_executor
 from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from aifactory.shared.settings import RetentionPolicy, Settings
+from aifactory.shared.stackfile import read_stack
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_DAYS = {"s": 1 / 86400, "m": 1 / 1440, "h": 1 / 24, "d": 1.0, "w": 7.0, "": 1.0}
@@ -59,6 +61,15 @@ def effective_policy(
     )
 
 
+def with_stack_executor(cfg: Settings) -> Settings:
+    """Ask the scheduler your running stack submits to (``aifactory up --executor slurm``),
+    unless one is set here: asking the wrong one would miss every sign of life."""
+    stack = read_stack(cfg.state_dir)
+    if stack is None or "executor" in cfg.model_fields_set or stack.executor == cfg.executor:
+        return cfg
+    return cfg.model_copy(update={"executor": stack.executor})
+
+
 def _size(n: int) -> str:
     return ByteSize(n).human_readable(separator=" ")
 
@@ -72,8 +83,8 @@ async def _registries(cfg: Settings, use_registry: bool) -> retention.Registries
                 KVRegistry(topology.services, ServiceRecord),
                 KVRegistry(topology.benchmarks, BenchmarkRecord),
             )
-    except BusUnavailable as exc:
-        return retention.Registries.unavailable(str(exc))
+    except (BusUnavailable, NatsError, TimeoutError) as exc:
+        return retention.Registries.unavailable(str(exc) or type(exc).__name__)
 
 
 async def _run(
@@ -188,7 +199,7 @@ def gc(
     folders whose state cannot be established are kept and listed with the reason. Symbolic
     links are never followed. Limits given here replace the configured ones of that name.
     """
-    cfg = settings()
+    cfg = with_stack_executor(settings())
     kinds = [k for k in retention.Kind if what is What.ALL or k.value == what.value]
     try:
         policies = {
