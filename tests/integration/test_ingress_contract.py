@@ -45,6 +45,7 @@ import pytest
 
 from aifactory.shared.executors.local import LocalExecutor
 from aifactory.shared.natsd import EmbeddedNats
+from tests.conftest import need
 from tests.integration.server_stack import AUTH, TEST_TOKEN, ServerProcess
 
 pytestmark = pytest.mark.nats
@@ -95,7 +96,9 @@ enabled = false
 [[operations]]
 include-name = ["POST /api/v1/services", "POST /api/v1/benchmarks"]
 # Schemathesis's default list, and 422.
-checks.positive_data_acceptance.expected-statuses = ["2XX", "3XX", 401, 403, 404, 409, 422, 429, "5XX"]
+checks.positive_data_acceptance.expected-statuses = [
+    "2XX", "3XX", 401, 403, 404, 409, 422, 429, "5XX",
+]
 
 [[operations]]
 include-path-regex = "^/api/v1/benchmarks"
@@ -146,6 +149,7 @@ def running_simulator(base: str, timeout: float = 60) -> str:
 
 
 def test_the_ingress_keeps_its_openapi_contract(stack: ServerProcess, tmp_path: Path) -> None:
+    need(SCHEMATHESIS.is_file(), "schemathesis (the dev extra: pip install -e '.[dev]')")
     service_id = running_simulator(stack.base)
     config = tmp_path / "schemathesis.toml"
     config.write_text(
