@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -52,6 +52,66 @@ class SiteSettings(BaseModel):
     #: Compute nodes without internet: jobs run with HF_HUB_OFFLINE=1 and expect what
     #: ``aifactory recipes prepare`` fetched on the login node.
     offline: bool = False
+
+
+_MAX_AGE = "Remove an ended folder once nothing in it has changed for this many days."
+_MAX_COUNT = "Keep at most this many ended folders (the newest); live ones are not counted."
+_MAX_BYTES = (
+    "Remove ended folders, oldest first, while the whole folder holds more than this (bytes, "
+    "or a size such as '20GiB'); live folders count but are never removed."
+)
+
+
+class RetentionPolicy(BaseModel):
+    """How long the folders of ended jobs (or finished benchmarks) are kept.
+
+    A folder goes when any limit says so: older than ``max_age_days``, beyond the newest
+    ``max_count``, or, oldest first, while the total is over ``max_bytes``. Folders of live
+    jobs and folders whose state cannot be established are never removed. ``None`` turns a
+    limit off (``null`` in the YAML config); all three off keeps everything.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_age_days: float | None = Field(default=None, ge=0, description=_MAX_AGE)
+    max_count: int | None = Field(default=None, ge=0, description=_MAX_COUNT)
+    max_bytes: ByteSize | None = Field(default=None, ge=0, description=_MAX_BYTES)
+
+    @property
+    def limited(self) -> bool:
+        return any(v is not None for v in (self.max_age_days, self.max_count, self.max_bytes))
+
+
+class JobsRetention(RetentionPolicy):
+    """Job folders are debugging material (experiments copy what they need): bounded by
+    default. Setting one limit keeps the other defaults."""
+
+    max_age_days: float | None = Field(default=30.0, ge=0, description=_MAX_AGE)
+    max_count: int | None = Field(default=1000, ge=0, description=_MAX_COUNT)
+    max_bytes: ByteSize | None = Field(default=ByteSize(20 * 1024**3), ge=0, description=_MAX_BYTES)
+
+
+class RetentionSettings(BaseModel):
+    """Retention of job folders and benchmark results (``aifactory gc``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: JobsRetention = Field(
+        default_factory=JobsRetention,
+        description="Job folders (rendered script, output, connection file) of ended jobs: "
+        "debugging material, kept 30 days, at most 1000 of them and 20 GiB by default.",
+    )
+    benchmarks: RetentionPolicy = Field(
+        default_factory=RetentionPolicy,
+        description="Benchmark results (summary, records, report): data, kept forever unless "
+        "a limit is set here.",
+    )
+    interval_hours: float | None = Field(
+        default=24.0,
+        gt=0,
+        description="How often the server service applies the policies; None: only when "
+        "someone runs 'aifactory gc --apply'.",
+    )
 
 
 def _default_config_file() -> Path | None:
@@ -123,12 +183,22 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     #: Demos only: the ingress answers without a token, and only on loopback.
     insecure_loopback: bool = False
+    ingress_auth_failures_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="Failed authentications one client address may make in a minute; past "
+        "that it is answered 429 (the right token included) until the minute has passed.",
+    )
     #: Job scripts and outputs readable by their owner only (umask 077). A site that shares
     #: results with a group sets this false and relies on the directory's permissions.
     private_job_files: bool = True
 
     #: Where the client service keeps each benchmark's results (summary, records, CSV).
     benchmarks_dir: Path | None = None
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings,
+        description="What 'aifactory gc' (and the server, periodically) removes.",
+    )
 
     @field_validator("executor")
     @classmethod

@@ -32,6 +32,7 @@ LIBRARY_PREFIXES = (
     "aifactory.experiment",
     "aifactory.stack",
     "aifactory.contract",
+    "aifactory.gc",
 )
 MAX_MODULE_LINES = 400
 MAX_CLIENT_SERVICE_LINES = 1000

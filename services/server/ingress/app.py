@@ -14,23 +14,31 @@ import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from aifactory.contract import bus_document as make_bus_document
+from aifactory.loadgen.backends import backend_names
 from aifactory.services.server.ingress.accept import registered
-from aifactory.services.server.ingress.auth import BearerAuth
+from aifactory.services.server.ingress.auth import BearerAuth, FailedLogins
 from aifactory.services.server.ingress.benchmarks import benchmarks_router
 from aifactory.services.server.ingress.counting import RequestCounter
 from aifactory.services.server.ingress.edge import Edge
 from aifactory.services.server.ingress.errors import (
     EDGE_RESPONSES,
     NOT_FOUND,
+    PROMPT_ERRORS,
     PROXY_ERRORS,
-    document_recipes,
+    UNAUTHORIZED,
+    document_names,
     path_parts,
     unprocessable,
 )
-from aifactory.services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, forward
+from aifactory.services.server.ingress.proxy import (
+    NoHealthyReplica,
+    ReplicaBalancer,
+    forward,
+    relay,
+)
 from aifactory.services.server.metrics import ServerMetrics
 from aifactory.shared import subjects
 from aifactory.shared.bus import PublishRefused, bus_connected, publish
@@ -81,11 +89,18 @@ class ServiceStatus(BaseModel):
     endpoints: list[dict[str, Any]]
 
 
+def _integral(value: object) -> object:
+    """JSON Schema's ``integer`` includes ``204.0``; strict pydantic alone would refuse it."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
 class PromptRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    #: Strict: ``"chat": 0``, ``"temperature": false`` or ``"max_tokens": "64"`` are type
+    #: errors (422), as the document says, not silently converted.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: str = Field(min_length=1, max_length=200_000)
-    max_tokens: int = Field(default=64, ge=1, le=32_768)
+    max_tokens: Annotated[int, BeforeValidator(_integral)] = Field(default=64, ge=1, le=32_768)
     temperature: float = Field(default=0.0, ge=0, le=2)
     model: str | None = Field(default=None, max_length=256)
     chat: bool = False
@@ -97,13 +112,18 @@ def recipe_error_response(exc: RecipeError) -> JSONResponse:
 
 def create_ingress(ctx: IngressContext) -> FastAPI:
     token = ctx.settings.api_token.get_secret_value() if ctx.settings.api_token else None
+    failures_per_minute = ctx.settings.ingress_auth_failures_per_minute
     app = FastAPI(
         title="aifactory ingress",
         version="1",
         description="Deploy AI services from recipes and follow them.",
         responses=EDGE_RESPONSES,
     )
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(BearerAuth(token))])
+    api = APIRouter(
+        prefix="/api/v1",
+        dependencies=[Depends(BearerAuth(token, FailedLogins(limit=failures_per_minute)))],
+        responses=UNAUTHORIZED,
+    )
     balancer = ReplicaBalancer()
     http = httpx.AsyncClient()
 
@@ -205,9 +225,9 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
             response = await forward(http, endpoints, "GET", "/v1/models", timeout=10)
         except NoHealthyReplica as exc:
             raise HTTPException(502, str(exc)) from exc
-        return JSONResponse(status_code=response.status_code, content=response.json())
+        return relay(response)
 
-    @api.post("/services/{service_id}/prompt", tags=["inference"], responses=PROXY_ERRORS)
+    @api.post("/services/{service_id}/prompt", tags=["inference"], responses=PROMPT_ERRORS)
     async def service_prompt(service_id: ServiceId, body: PromptRequest) -> Any:
         record, endpoints = await running_endpoints(service_id)
         recipe_model = record.spec.model if record.spec is not None else None
@@ -222,7 +242,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
             response = await forward(http, endpoints, "POST", path, json_body=payload)
         except NoHealthyReplica as exc:
             raise HTTPException(502, str(exc)) from exc
-        return JSONResponse(status_code=response.status_code, content=response.json())
+        return relay(response, refused=400)
 
     async def _first_model(endpoints: list[Any]) -> str:
         try:
@@ -248,8 +268,10 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
 
     api.include_router(benchmarks_router(ctx.broker, ctx.benchmarks, ctx.services))
     app.include_router(api)
-    document_recipes(
-        app, [f"{r.category}/{r.name}" for r in list_recipes(ctx.settings.recipes_dir)]
+    document_names(
+        app,
+        recipes=[f"{r.category}/{r.name}" for r in list_recipes(ctx.settings.recipes_dir)],
+        backends=backend_names(),
     )
     app.router.on_shutdown.append(http.aclose)
     return app

@@ -12,8 +12,10 @@ import hmac
 import ipaddress
 import logging
 import time
+from typing import Annotated
 
-from fastapi import HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,15 @@ class FailedLogins:
         return [t for t in self._failures.get(client, []) if t > cutoff]
 
 
+#: Declares the scheme in the OpenAPI document (clients, ``/docs`` and contract testers see
+#: that the API wants ``Authorization: Bearer``); the checks are ``BearerAuth``'s own.
+BEARER_SCHEME = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="The stack's API token (`aifactory status` says where it is kept).",
+)
+
+
 class BearerAuth:
     """FastAPI dependency: the bearer token, compared in constant time; a no-op when no
     token is configured (``--insecure-loopback`` only)."""
@@ -85,7 +96,11 @@ class BearerAuth:
         self._token = token.encode() if token else None
         self.failures = failures or FailedLogins()
 
-    async def __call__(self, request: Request) -> None:
+    async def __call__(
+        self,
+        request: Request,
+        _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER_SCHEME)],
+    ) -> None:
         if self._token is None:
             return
         client = request.client.host if request.client else "unknown"
