@@ -123,7 +123,12 @@ class BenchmarkRuns:
         assert cmd.target.service_id is not None
         found = await self.services.get(cmd.target.service_id)
         try:
-            return service_urls(cmd.target.service_id, found[0] if found else None)[0]
+            # Workers on compute nodes load the cluster's URL; load from here, the tunnel's.
+            return service_urls(
+                cmd.target.service_id,
+                found[0] if found else None,
+                from_cluster=cmd.workload.worker_nodes is not None,
+            )[0]
         except TargetNotReady as exc:
             raise TargetError(f"target.service_id: {exc}") from None
 

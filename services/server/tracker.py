@@ -22,6 +22,9 @@ from aifactory.shared.states import ServiceState
 
 log = logging.getLogger(__name__)
 
+#: States in which a service's endpoints must be reachable from here (health checks, use).
+_REACHABLE = (ServiceState.STARTING, ServiceState.RUNNING)
+
 
 class Tracker:
     def __init__(self, lifecycle: Lifecycle) -> None:
@@ -89,6 +92,11 @@ class Tracker:
             if status is None:
                 continue
             record = await lc.apply_status(records[service_id], status)
+            if record.endpoints and record.state in _REACHABLE:
+                try:
+                    record = await lc.tunnels.expose(record)
+                except ExecutorError as exc:
+                    log.warning("no tunnel to %s yet: %s", service_id, exc)
             if record.state is ServiceState.STARTING:
                 waiting = True
                 checks.append(self._check_health(client, record))
