@@ -10,9 +10,11 @@ jobs, "already gone" cancels) is inherited unchanged: only where commands run an
 files live differ. Job folders are paths on the cluster (``AIFACTORY_JOBS_DIR`` on its
 shared file system), created 0700 with their script 0700.
 
-A submission cut off by a lost connection may or may not have reached the scheduler. It
-is never repeated blindly: after reconnecting, the job is looked up by its (deterministic)
-name and adopted when it exists; only when it does not is it submitted once more.
+A submission cut off by a lost connection may or may not have reached the scheduler, and
+the remote ``sbatch`` may even still be running. It is never repeated blindly: ``sbatch``
+runs under coreutils' ``timeout`` (so it cannot land after ``command_timeout``), and after
+reconnecting the job is looked up by its (deterministic) name and adopted when it exists;
+only when it has not appeared once that time has passed is it submitted again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import posixpath
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: SLURM commands whose repetition after a lost connection could make a second job.
 _NOT_REPEATABLE = frozenset({"sbatch"})
+#: ``timeout -k``: seconds between its TERM and its KILL of a command that overran.
+_KILL_AFTER_S = 2
 
 
 class SlurmSshExecutor(SlurmExecutor, name="slurm+ssh"):
@@ -75,12 +80,18 @@ class SlurmSshExecutor(SlurmExecutor, name="slurm+ssh"):
         return posixpath.join(str(self.bin_dir), name) if self.bin_dir is not None else name
 
     async def _exec(self, name: str, argv: list[str]) -> tuple[int, str, str]:
-        returncode, stdout, stderr = await self.ssh.run(argv, retry=name not in _NOT_REPEATABLE)
+        repeatable = name not in _NOT_REPEATABLE
+        if not repeatable:
+            # Cut off by a drop, the command would go on over there: bound its life so
+            # that, once the timeout has passed, it can no longer land (see ``submit``).
+            argv = ["timeout", "-k", str(_KILL_AFTER_S), f"{self.command_timeout:g}", *argv]
+        returncode, stdout, stderr = await self.ssh.run(argv, retry=repeatable)
         if returncode == 127:
             where = f"{self.bin_dir}" if self.bin_dir else "the login shell's PATH"
             raise ExecutorError(
-                f"SLURM command {name!r} not found in {where} on {self.ssh.target.label}: "
-                f"set AIFACTORY_SLURM__BIN_DIR to its directory there ({stderr.strip()})"
+                f"SLURM command {name!r} (or coreutils' timeout) not found in {where} on "
+                f"{self.ssh.target.label}: set AIFACTORY_SLURM__BIN_DIR to its directory "
+                f"there ({stderr.strip()})"
             )
         return returncode, stdout, stderr
 
@@ -90,22 +101,36 @@ class SlurmSshExecutor(SlurmExecutor, name="slurm+ssh"):
         return self.ssh.username
 
     async def submit(self, script: str, name: str, workdir: Path) -> SubmittedJob:
+        started = time.monotonic()
         try:
             return await super().submit(script, name, workdir)
         except SshConnectionLost as exc:
-            found = await self.find_by_name(name)  # reconnects
-            if not found:
-                log.warning("%s; %s has no job: submitting it again", exc, name)
+            log.warning("%s; looking for job %s before submitting again", exc, name)
+        # sbatch may have landed, or may still land until its remote timeout has passed.
+        deadline = started + self.command_timeout + _KILL_AFTER_S + 1
+        while True:
+            try:
+                found: list[str] | None = await self.find_by_name(name)  # reconnects
+            except SshError as exc:
+                if time.monotonic() > deadline + self.command_timeout:
+                    raise SshError(
+                        f"cannot tell whether job {name} was submitted ({exc}); look for it "
+                        f"with `squeue --name={name}` on {self.ssh.target.label}"
+                    ) from exc
+                found = None
+            if found:
+                log.warning("adopting job %s found under the name %s", found[0], name)
+                folder = Path(posixpath.normpath(str(workdir)))
+                return SubmittedJob(
+                    job_id=found[0],
+                    name=name,
+                    script_path=folder / f"{name}.sh",
+                    output_path=folder / f"{name}-{found[0]}.out",
+                )
+            if found is not None and time.monotonic() > deadline:
+                log.warning("no job %s appeared: submitting it again", name)
                 return await super().submit(script, name, workdir)
-            job_id = found[-1]
-            log.warning("%s; adopting job %s found under the name %s", exc, job_id, name)
-            workdir = Path(posixpath.normpath(str(workdir)))
-            return SubmittedJob(
-                job_id=job_id,
-                name=name,
-                script_path=workdir / f"{name}.sh",
-                output_path=workdir / f"{name}-{job_id}.out",
-            )
+            await asyncio.sleep(0.5)
 
     # -- files, over SFTP ---------------------------------------------------------------------
 

@@ -204,8 +204,15 @@ class SshConnection:
                     ) from exc
                 log.info("connection to %s lost; running %s again", self.target.label, argv[0])
                 continue
-            returncode = result.returncode if result.returncode is not None else 255
-            return returncode, str(result.stdout or ""), str(result.stderr or "")
+            if result.returncode is None:  # the channel closed without an exit status
+                self._drop(conn)
+                if attempt == 2 or not retry:
+                    raise SshConnectionLost(
+                        f"{argv[0]} on {self.target.label} ended without an exit status "
+                        "(the connection or its session was cut)"
+                    )
+                continue
+            return result.returncode, str(result.stdout or ""), str(result.stderr or "")
         raise AssertionError("unreachable")
 
     def _drop(self, conn: asyncssh.SSHClientConnection) -> None:
