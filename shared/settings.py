@@ -93,8 +93,14 @@ class SshSettings(BaseModel):
     max_sessions: int = Field(
         default=8,
         ge=1,
-        description="Remote commands run at once on the connection (OpenSSH's MaxSessions "
-        "defaults to 10, and SFTP holds one).",
+        description="Remote commands run at once on the connection, each in a session kept "
+        "open (OpenSSH's MaxSessions defaults to 10, and SFTP holds one).",
+    )
+    persistent_shell: bool = Field(
+        default=True,
+        description="Run commands in long-lived 'bash --noprofile --norc' shells, so your "
+        "login shell's rc files run once per connection and not once per squeue or sbatch; "
+        "false: one SSH exec per command.",
     )
 
 

@@ -34,6 +34,7 @@ from aifactory.shared.executors.base import ExecutorError, SubmittedJob, check_j
 from aifactory.shared.executors.slurm import SlurmExecutor
 from aifactory.shared.executors.ssh_connection import SshConnection
 from aifactory.shared.executors.ssh_hosts import SshConnectionLost, SshError
+from aifactory.shared.executors.ssh_shell import KILL_AFTER_S
 from aifactory.shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: SLURM commands whose repetition after a lost connection could make a second job.
 _NOT_REPEATABLE = frozenset({"sbatch"})
-#: ``timeout -k``: seconds between its TERM and its KILL of a command that overran.
-_KILL_AFTER_S = 2
 
 
 class SlurmSshExecutor(SlurmExecutor, name="slurm+ssh"):
@@ -80,12 +79,9 @@ class SlurmSshExecutor(SlurmExecutor, name="slurm+ssh"):
         return posixpath.join(str(self.bin_dir), name) if self.bin_dir is not None else name
 
     async def _exec(self, name: str, argv: list[str]) -> tuple[int, str, str]:
-        repeatable = name not in _NOT_REPEATABLE
-        if not repeatable:
-            # Cut off by a drop, the command would go on over there: bound its life so
-            # that, once the timeout has passed, it can no longer land (see ``submit``).
-            argv = ["timeout", "-k", str(_KILL_AFTER_S), f"{self.command_timeout:g}", *argv]
-        returncode, stdout, stderr = await self.ssh.run(argv, retry=repeatable)
+        # Every remote command runs under ``timeout`` over there: cut off by a drop, an
+        # sbatch can no longer land once that has passed (see ``submit``).
+        returncode, stdout, stderr = await self.ssh.run(argv, retry=name not in _NOT_REPEATABLE)
         if returncode == 127:
             where = f"{self.bin_dir}" if self.bin_dir else "the login shell's PATH"
             raise ExecutorError(
@@ -107,7 +103,7 @@ class SlurmSshExecutor(SlurmExecutor, name="slurm+ssh"):
         except SshConnectionLost as exc:
             log.warning("%s; looking for job %s before submitting again", exc, name)
         # sbatch may have landed, or may still land until its remote timeout has passed.
-        deadline = started + self.command_timeout + _KILL_AFTER_S + 1
+        deadline = started + self.command_timeout + KILL_AFTER_S + 1
         while True:
             try:
                 found: list[str] | None = await self.find_by_name(name)  # reconnects

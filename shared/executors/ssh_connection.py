@@ -39,6 +39,13 @@ from aifactory.shared.executors.ssh_hosts import (
     login,
     parse_jumps,
 )
+from aifactory.shared.executors.ssh_shell import (
+    CLIENT_MARGIN_S,
+    KILL_AFTER_S,
+    TIMED_OUT,
+    RemoteShell,
+    ShellBroken,
+)
 from aifactory.shared.settings import SshSettings
 
 log = logging.getLogger(__name__)
@@ -79,6 +86,9 @@ class SshConnection:
         self._sftp: asyncssh.SFTPClient | None = None
         self._lock = asyncio.Lock()
         self._sessions = asyncio.Semaphore(settings.max_sessions)
+        #: Long-lived shells not running a command now (at most ``max_sessions``).
+        self._idle_shells: list[RemoteShell] = []
+        self._use_shells = settings.persistent_shell
         self._failures = 0
         self._retry_at = 0.0
         self._forwards: dict[tuple[str, int], _Forward] = {}
@@ -158,6 +168,9 @@ class SshConnection:
     def _discard(self) -> None:
         """Forget a dead connection and everything that lived on it."""
         self._sftp = None
+        for shell in self._idle_shells:
+            shell.close()
+        self._idle_shells.clear()
         for conn in [*self._hops, *([self._conn] if self._conn is not None else [])]:
             conn.close()
         self._hops, self._conn = [], None
@@ -182,52 +195,97 @@ class SshConnection:
     # -- commands ------------------------------------------------------------------------------
 
     async def run(self, argv: Sequence[str], *, retry: bool = True) -> tuple[int, str, str]:
-        """Run ``argv`` on the login node: exit code, stdout, stderr.
+        """Run ``argv`` on the login node: exit status, stdout, stderr.
 
         The command line is ``shlex.join(argv)``: each argument reaches the remote program
-        unchanged, whatever it holds. With ``retry`` a command cut off by a lost connection
-        runs once more on a new one (for commands safe to repeat); without, it raises
-        :class:`SshConnectionLost` and the caller decides.
+        unchanged, whatever it holds. It runs under ``timeout`` there, so it cannot outlive
+        ``command_timeout`` (raises :class:`SshError` when it had to be stopped). With
+        ``retry`` a command cut off by a lost connection runs once more on a new one (for
+        commands safe to repeat); without, it raises :class:`SshConnectionLost` and the
+        caller decides.
         """
-        command = shlex.join(argv)
         timeout = self.settings.command_timeout
         for attempt in (1, 2):
             conn = await self.connection()
+            self.execs += 1
             try:
                 async with self._sessions:
-                    self.execs += 1
-                    result = await conn.run(
-                        command,
-                        check=False,
-                        timeout=timeout,
-                        stdin=asyncssh.DEVNULL,
-                        encoding="utf-8",
-                        errors="replace",
-                    )
-            except asyncssh.TimeoutError:
-                raise SshError(
-                    f"{argv[0]} did not answer within {timeout:g} s on {self.target.label}"
-                ) from None
-            except (asyncssh.Error, OSError) as exc:
-                if not conn.is_closed() and not isinstance(exc, asyncssh.ConnectionLost):
+                    if self._use_shells:
+                        result = await self._in_shell(conn, argv, timeout)
+                    else:
+                        result = await self._exec(conn, argv, timeout)
+                if result[0] == TIMED_OUT:  # ``timeout`` stopped it over there
+                    raise ShellBroken("stopped at its deadline", timed_out=True)
+                return result
+            except (asyncssh.Error, OSError, ShellBroken) as exc:
+                timed_out = isinstance(exc, asyncssh.TimeoutError) or getattr(
+                    exc, "timed_out", False
+                )
+                lost = conn.is_closed() or isinstance(exc, asyncssh.ConnectionLost | ShellBroken)
+                if conn.is_closed():
+                    self._drop(conn)
+                cut_off = SshConnectionLost(
+                    f"{argv[0]} on {self.target.label} was cut off ({exc}); it may or may "
+                    "not have run"
+                )
+                if (lost or timed_out) and not retry:
+                    raise cut_off from exc  # the caller must find out whether it ran
+                if timed_out:
+                    raise SshError(
+                        f"{argv[0]} did not answer within {timeout:g} s on {self.target.label}"
+                    ) from None
+                if not lost:
                     raise SshError(f"{argv[0]} on {self.target.label}: {exc}") from exc
-                self._drop(conn)
-                if attempt == 2 or not retry:
-                    raise SshConnectionLost(
-                        f"the connection to {self.target.label} dropped while {argv[0]} ran"
-                    ) from exc
-                log.info("connection to %s lost; running %s again", self.target.label, argv[0])
-                continue
-            if result.returncode is None:  # the channel closed without an exit status
-                self._drop(conn)
-                if attempt == 2 or not retry:
-                    raise SshConnectionLost(
-                        f"{argv[0]} on {self.target.label} ended without an exit status "
-                        "(the connection or its session was cut)"
-                    )
-                continue
-            return result.returncode, str(result.stdout or ""), str(result.stderr or "")
+                if attempt == 2:
+                    raise cut_off from exc
+                log.info("%s cut off on %s (%s): again", argv[0], self.target.label, exc)
         raise AssertionError("unreachable")
+
+    async def _in_shell(
+        self, conn: asyncssh.SSHClientConnection, argv: Sequence[str], timeout: float
+    ) -> tuple[int, str, str]:
+        """On an idle shell of this connection, or a new one (see :mod:`.ssh_shell`)."""
+        shell = None
+        while self._idle_shells:
+            candidate = self._idle_shells.pop()
+            if candidate.conn is conn and candidate.alive:
+                shell = candidate
+                break
+            candidate.close()
+        if shell is None:
+            try:
+                shell = await RemoteShell(conn).start(timeout)
+            except ShellBroken as exc:
+                if conn.is_closed():
+                    raise
+                self._use_shells = False
+                log.warning(
+                    "no long-lived shell on %s (%s): one exec per command from now on, each "
+                    "paying the login shell's start-up",
+                    self.target.label,
+                    exc,
+                )
+                return await self._exec(conn, argv, timeout)
+        result = await shell.run(argv, timeout)  # a broken shell closes itself and raises
+        self._idle_shells.append(shell)
+        return result
+
+    async def _exec(
+        self, conn: asyncssh.SSHClientConnection, argv: Sequence[str], timeout: float
+    ) -> tuple[int, str, str]:
+        """One exec channel: the login shell runs ``timeout … argv``."""
+        bounded = ["timeout", "-k", str(KILL_AFTER_S), f"{timeout:g}", *argv]
+        result = await conn.run(
+            shlex.join(bounded),
+            check=False,
+            timeout=timeout + CLIENT_MARGIN_S,
+            stdin=asyncssh.DEVNULL,
+            encoding="utf-8",
+            errors="replace",
+        )
+        if result.returncode is None:
+            raise ShellBroken("the session ended without an exit status")
+        return result.returncode, str(result.stdout or ""), str(result.stderr or "")
 
     def _drop(self, conn: asyncssh.SSHClientConnection) -> None:
         if self._conn is conn:

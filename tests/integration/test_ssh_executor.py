@@ -185,31 +185,49 @@ async def test_ssh_sshd_restart_between_submit_and_poll_reconnects_without_dupli
         scancel(job.job_id)
 
 
-async def test_ssh_connection_lost_during_sbatch_adopts_the_job_it_made(
+#: sbatch shims slow enough to be cut off: one whose submission escapes the cut (it lands
+#: later: the executor must adopt it); one that stays in the session, which the remote
+#: ``timeout`` usually ends when the session goes (then the executor submits once more)
+#: but which may also land: either way there must be exactly one job.
+SLOW_SBATCH = {
+    "lands-later": 'setsid -f bash -c \'sleep 1.5; exec {real} "$@"\' _ "$@" >/dev/null\n'
+    "touch {marker}\nsleep 5\n",
+    "in-session": 'touch {marker}\nsleep 4\nexec {real} "$@"\n',
+}
+
+
+@pytest.mark.parametrize(("shim", "sbatch_calls"), [("lands-later", {1}), ("in-session", {1, 2})])
+async def test_ssh_connection_lost_during_sbatch_leaves_exactly_one_job(
     sshd: LocalSshd,  # noqa: F811
     jobs_dir: Path,
     tmp_path: Path,
+    shim: str,
+    sbatch_calls: set[int],
 ) -> None:
-    """sbatch goes on over there after the drop and lands: adopted, not submitted twice."""
     slurm_ready()
-    shim = tmp_path / "bin"
-    shim.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
     for command in ("squeue", "scancel", "sacct"):
-        (shim / command).symlink_to(subprocess.check_output(["which", command], text=True).strip())
+        (bin_dir / command).symlink_to(
+            subprocess.check_output(["which", command], text=True).strip()
+        )
     real = subprocess.check_output(["which", "sbatch"], text=True).strip()
-    (shim / "sbatch").write_text(f"#!/bin/bash\ntrap '' HUP PIPE\nsleep 1.5\nexec {real} \"$@\"\n")
-    (shim / "sbatch").chmod(0o755)
-    ex = SlurmSshExecutor(SshConnection(sshd.settings(command_timeout=6.0)), bin_dir=shim)
+    marker = tmp_path / "sbatch-started"
+    text = SLOW_SBATCH[shim].format(real=real, marker=marker)
+    (bin_dir / "sbatch").write_text("#!/bin/bash\n" + text)
+    (bin_dir / "sbatch").chmod(0o755)
+    ex = SlurmSshExecutor(SshConnection(sshd.settings(command_timeout=6.0)), bin_dir=bin_dir)
     name = f"ssh-drop-{uuid.uuid4().hex[:10]}"
     try:
         submitting = asyncio.create_task(ex.submit(BASH + "sleep 60\n", name, jobs_dir))
-        while ex.calls["sbatch"] == 0:
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
-        sshd.restart()
-        job = await asyncio.wait_for(submitting, 30)
+        sshd.restart()  # cut off mid-sbatch
+        job = await asyncio.wait_for(submitting, 40)
+        await asyncio.sleep(2)  # anything still on its way has landed by now
         assert await ex.find_by_name(name) == [job.job_id]
-        assert ex.calls["sbatch"] == 1 and ex.ssh.logins == 2  # adopted, never sent twice
+        assert ex.calls["sbatch"] in sbatch_calls and ex.ssh.logins == 2
     finally:
         await ex.close()
         out = subprocess.run(
@@ -247,3 +265,33 @@ async def test_ssh_poll_of_200_jobs_is_one_remote_exec(
     finally:
         for start in range(0, len(ids), 100):
             scancel(*ids[start : start + 100])
+
+
+@pytest.mark.parametrize("persistent_shell", [True, False])
+async def test_ssh_commands_keep_arguments_status_and_streams_apart(
+    sshd: LocalSshd,  # noqa: F811
+    persistent_shell: bool,
+) -> None:
+    """In the long-lived shell as with one exec per command: every argument arrives as it
+    was given, stdout, stderr and the exit status come back apart, a command that overruns
+    is stopped over there and the next one runs."""
+    conn = SshConnection(sshd.settings(persistent_shell=persistent_shell, command_timeout=2.0))
+    hostile = ["a b", "$(touch /tmp/pwned-ssh)", "'q'\"", "new\nline", "*", "; exit 9", ""]
+    try:
+        status, out, err = await conn.run(["printf", "[%s]\\n", *hostile])
+        assert (status, err) == (0, "")
+        assert out == "".join(f"[{value}]\n" for value in hostile)
+        assert not Path("/tmp/pwned-ssh").exists()
+        script = "echo out; echo err >&2; printf '\\000\\001'; exit 3"
+        assert await conn.run(["sh", "-c", script]) == (3, "out\n\x00\x01", "err\n")
+        started = time.monotonic()
+        with pytest.raises(SshError, match="did not answer within 2 s"):
+            await conn.run(["sleep", "30"])
+        assert time.monotonic() - started < 10
+        assert await conn.run(["echo", "next"]) == (0, "next\n", "")
+        sessions_before = conn.execs
+        for _ in range(5):
+            await conn.run(["true"])
+        assert conn.execs - sessions_before == 5 and conn.logins == 1
+    finally:
+        await conn.close()
