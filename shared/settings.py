@@ -20,6 +20,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from aifactory.shared.recipes.fields import SetupCommand
+
 #: The ``aifactory`` package as imported (not resolved through the repository's symlinks):
 #: recipes and container definitions ship inside it, in a wheel as in a checkout.
 PACKAGE_ROOT = Path(__file__).absolute().parent.parent
@@ -104,6 +106,21 @@ class SshSettings(BaseModel):
     )
 
 
+class SiteSettings(BaseModel):
+    """What a site adds to every job, whatever its recipe."""
+
+    #: Commands run before every job's payload (``module load Apptainer``), as words or one
+    #: string each; run as data (each word quoted), before the recipe's own ``setup``.
+    setup: list[SetupCommand] = Field(default_factory=list)
+    #: Model weights (HF_HOME), the Apptainer cache and Ollama models: a project or scratch
+    #: path on the shared file system. Default: ``cache/`` beside the jobs folder, so never
+    #: $HOME on a cluster (home quotas are small).
+    cache_dir: Path | None = None
+    #: Compute nodes without internet: jobs run with HF_HUB_OFFLINE=1 and expect what
+    #: ``aifactory recipes prepare`` fetched on the login node.
+    offline: bool = False
+
+
 def _default_config_file() -> Path | None:
     explicit = os.environ.get("AIFACTORY_CONFIG")
     if explicit:
@@ -142,6 +159,7 @@ class Settings(BaseSettings):
     #: A registered executor's name (``local``, ``slurm``, or a plugin's).
     executor: str = "local"
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
+    site: SiteSettings = Field(default_factory=SiteSettings)
     #: The login node for the ``slurm+ssh`` executor.
     ssh: SshSettings = Field(default_factory=SshSettings)
     #: The bus URL load workers on compute nodes connect to, when the services' own
@@ -197,6 +215,12 @@ class Settings(BaseSettings):
     @property
     def effective_jobs_dir(self) -> Path:
         return self.jobs_dir if self.jobs_dir is not None else self.state_dir / "jobs"
+
+    @property
+    def effective_cache_dir(self) -> Path:
+        if self.site.cache_dir is not None:
+            return self.site.cache_dir
+        return self.effective_jobs_dir.parent / "cache"
 
     @classmethod
     def settings_customise_sources(

@@ -19,7 +19,12 @@ from faststream.nats import NatsBroker
 from rich.console import Console
 from rich.live import Live
 
-from aifactory.experiment.provenance import public_settings, versions, write_json
+from aifactory.experiment.provenance import (
+    image_provenance,
+    public_settings,
+    versions,
+    write_json,
+)
 from aifactory.experiment.spec import ExperimentSpec, Teardown, WorkloadSpec
 from aifactory.report import build_experiment_report
 from aifactory.shared import subjects
@@ -234,6 +239,8 @@ class ExperimentRunner:
         target = folder / "service"
         target.mkdir(exist_ok=True)
         write_json(target / "service.json", record.model_dump(mode="json"))
+        if record.spec is not None and record.spec.image is not None:
+            write_json(target / "image.json", image_provenance(record.spec.image, self.settings))
         for name in (record.script_path, record.output_path):
             if name and Path(name).is_file():
                 shutil.copy2(name, target / Path(name).name)

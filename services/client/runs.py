@@ -117,24 +117,25 @@ class BenchmarkRuns:
         if found is not None and not found[0].state.is_terminal:
             await self._finish(cmd.benchmark_id, BenchState.CANCELLED, reason="cancelled")
 
-    async def resolve_target(self, cmd: BenchRequested) -> str:
+    async def resolve_target(self, cmd: BenchRequested) -> list[str]:
+        """The base URLs to load: the given URL, or every endpoint of the service."""
         if cmd.target.url is not None:
-            return cmd.target.url
+            return [cmd.target.url]
         assert cmd.target.service_id is not None
         found = await self.services.get(cmd.target.service_id)
         try:
-            # Workers on compute nodes load the cluster's URL; load from here, the tunnel's.
+            # Workers on compute nodes load the cluster's URLs; load from here, the tunnels'.
             return service_urls(
                 cmd.target.service_id,
                 found[0] if found else None,
                 from_cluster=cmd.workload.worker_nodes is not None,
-            )[0]
+            )
         except TargetNotReady as exc:
             raise TargetError(f"target.service_id: {exc}") from None
 
-    def build_config(self, cmd: BenchRequested, target_url: str) -> BenchConfig:
+    def build_config(self, cmd: BenchRequested, urls: list[str]) -> BenchConfig:
         try:
-            return cmd.workload.at(target_url)
+            return cmd.workload.at(*urls)
         except ValidationError as exc:
             raise TargetError("target: " + describe_validation_error(exc)) from exc
 
@@ -143,8 +144,9 @@ class BenchmarkRuns:
         self.metrics.running.inc()
         try:
             try:
-                url = await self.resolve_target(cmd)
-                config = self.build_config(cmd, url)
+                urls = await self.resolve_target(cmd)
+                config = self.build_config(cmd, urls)
+                url = urls[0]
             except TargetError as exc:
                 await self._finish(bid, BenchState.FAILED, reason=str(exc))
                 return
@@ -166,6 +168,7 @@ class BenchmarkRuns:
                 for rec in batch:
                     self.metrics.requests.labels(rec.error or "ok").inc()
 
+            out = self.settings.effective_benchmarks_dir / bid  # records stream in here
             try:
                 if config.worker_nodes is not None:
                     # Workers on N nodes, launched as one job, reporting over the bus.
@@ -178,6 +181,7 @@ class BenchmarkRuns:
                         stop_event=stop,
                         on_window=on_window,
                         on_records=on_records,
+                        out_dir=out,
                     )
                 else:
                     result = await run_benchmark(
@@ -186,11 +190,11 @@ class BenchmarkRuns:
                         on_window=on_window,
                         on_records=on_records,
                         progress=False,
+                        out_dir=out,
                     )
             except LoadgenError as exc:
                 await self._finish(bid, BenchState.FAILED, reason=str(exc))
                 return
-            out = self.settings.effective_benchmarks_dir / bid
             await asyncio.to_thread(write_results, result, out)
             await self._finish(
                 bid,

@@ -93,16 +93,22 @@ class Tracker:
                 continue
             record = await lc.apply_status(records[service_id], status)
             if record.endpoints and record.state in _REACHABLE:
-                try:
-                    record = await lc.tunnels.expose(record)
-                except ExecutorError as exc:
-                    log.warning("no tunnel to %s yet: %s", service_id, exc)
+                record = await self._reachable(record)
             if record.state is ServiceState.STARTING:
                 waiting = True
                 checks.append(self._check_health(client, record))
         if checks:
             await asyncio.gather(*checks)
         return waiting
+
+    async def _reachable(self, record: ServiceRecord) -> ServiceRecord:
+        """The record with its endpoints reachable from here (tunnels when the executor needs
+        them); a failure is not fatal, the next poll tries again."""
+        try:
+            return await self.lifecycle.tunnels.expose(record)
+        except ExecutorError as exc:
+            log.warning("no tunnel to %s yet: %s", record.service_id, exc)
+            return record
 
     async def _check_health(self, client: httpx.AsyncClient, record: ServiceRecord) -> None:
         recipe = record.spec
@@ -113,6 +119,16 @@ class Tracker:
             return
         self._last_health[record.service_id] = now
         if not record.endpoints:
+            record = await self.lifecycle.discover_endpoints(record)
+            if record.endpoints:  # probed (and published) through the tunnels, if any
+                record = await self._reachable(record)
+        if not record.endpoints:
+            if self.lifecycle.health_deadline_passed(record, recipe.health.timeout):
+                await self.lifecycle.mark_unhealthy(
+                    record,
+                    f"no connection file within {recipe.health.timeout:g}s of the job "
+                    "starting: the job never got to choose its ports (see its output)",
+                )
             return
         problems = await probe_all(client, record.endpoints, recipe.health.path)
         if not problems:
