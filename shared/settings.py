@@ -52,7 +52,9 @@ class SshSettings(BaseModel):
     """
 
     host: str | None = Field(default=None, description="The login node (name or address).")
-    port: int = Field(default=22, ge=1, le=65535, description="Its SSH port.")
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="Its SSH port; unset: ~/.ssh/config's, else 22."
+    )
     user: str | None = Field(
         default=None, description="The user on the cluster; unset: ~/.ssh/config's, else yours."
     )

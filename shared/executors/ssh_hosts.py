@@ -44,14 +44,16 @@ class Hop:
     """One host on the way: a jump host or the login node."""
 
     host: str
-    port: int = 22
+    #: None: the OpenSSH config's ``Port`` for the host, else 22.
+    port: int | None = None
     user: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Hop:
         """``[user@]host[:port]``, IPv6 addresses in brackets, as OpenSSH's ProxyJump."""
         user, _, rest = text.strip().rpartition("@")
-        host, port = rest, 22
+        port: int | None
+        host, port = rest, None
         if rest.startswith("["):
             host, _, tail = rest[1:].partition("]")
             if tail.startswith(":"):
@@ -66,7 +68,12 @@ class Hop:
     @property
     def label(self) -> str:
         """As known_hosts names it: ``host``, or ``[host]:port`` off port 22."""
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return self.host if self.port in (None, 22) else f"[{self.host}]:{self.port}"
+
+    @property
+    def connect_port(self) -> int | tuple[()]:
+        """asyncssh's "not given" (the config's, else 22) when no port was set."""
+        return self.port if self.port is not None else ()
 
 
 def _port(text: str, spec: str) -> int:
@@ -129,13 +136,13 @@ async def login(
     try:
         try:
             return await asyncssh.connect(
-                hop.host, hop.port, known_hosts=known, **via, **_options(settings, hop)
+                hop.host, hop.connect_port, known_hosts=known, **via, **_options(settings, hop)
             )
         except asyncssh.HostKeyNotVerifiable:
             await unknown_host_key(settings, hop, tunnel, known)
             return await asyncssh.connect(
                 hop.host,
-                hop.port,
+                hop.connect_port,
                 known_hosts=read_known_hosts(settings),
                 **via,
                 **_options(settings, hop),
@@ -163,7 +170,7 @@ async def unknown_host_key(
     path = settings.known_hosts
     recorded = known.match(hop.host, "", hop.port)[0]
     key = await asyncssh.get_server_host_key(
-        hop.host, hop.port, tunnel=tunnel if tunnel is not None else ()
+        hop.host, hop.connect_port, tunnel=tunnel if tunnel is not None else ()
     )
     if key is None:
         raise HostKeyError(f"{hop.label} offered no host key")
@@ -180,7 +187,7 @@ async def unknown_host_key(
             f"the host key of {hop.label} is unknown: {what} is not in {path}. Compare it "
             "with the fingerprints your site publishes, then record it with `aifactory ssh "
             "check --trust-on-first-use` (or AIFACTORY_SSH__TRUST_ON_FIRST_USE=true once), "
-            f"or add the line `ssh-keyscan -p {hop.port} {hop.host}` prints to {path}"
+            f"or add the line `ssh-keyscan -p {hop.port or 22} {hop.host}` prints to {path}"
         )
     line = f"{hop.label} {key.export_public_key('openssh').decode().strip()}\n"
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

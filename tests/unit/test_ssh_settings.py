@@ -63,8 +63,8 @@ def test_ssh_remote_program_paths_are_the_clusters() -> None:
         ("bastion", Hop("bastion")),
         ("me@bastion:2222", Hop("bastion", 2222, "me")),
         ("[::1]:2200", Hop("::1", 2200)),
-        ("me@[fe80::1]", Hop("fe80::1", 22, "me")),
-        ("a.b@c@host", Hop("host", 22, "a.b@c")),
+        ("me@[fe80::1]", Hop("fe80::1", None, "me")),
+        ("a.b@c@host", Hop("host", None, "a.b@c")),
     ],
 )
 def test_ssh_proxy_jump_hops(text: str, hop: Hop) -> None:
@@ -77,7 +77,8 @@ def test_ssh_proxy_jump_errors_and_chains() -> None:
             Hop.parse(bad)
     assert parse_jumps(None) == []
     assert parse_jumps("a, u@b:23") == [Hop("a"), Hop("b", 23, "u")]
-    assert Hop("b", 23).label == "[b]:23" and Hop("b").label == "b"
+    assert Hop("b", 23).label == "[b]:23" and Hop("b").label == Hop("b", 22).label == "b"
+    assert (Hop("b").connect_port, Hop("b", 23).connect_port) == ((), 23)
 
 
 def test_ssh_endpoint_urls_for_here_and_for_the_cluster() -> None:
