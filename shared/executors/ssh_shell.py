@@ -39,9 +39,9 @@ __aif() {
     local limit=$1
     shift
     timeout -k @KILL@ "$limit" "$@" </dev/null >"$__aif_dir/o" 2>"$__aif_dir/e"
-    local status=$?
-    printf '@TOKEN@ %d %d %d\n' "$status" "$(stat -c %s "$__aif_dir/o")" \
-        "$(stat -c %s "$__aif_dir/e")"
+    local status=$? sizes
+    sizes=$(stat -c %s "$__aif_dir/o" "$__aif_dir/e")
+    printf '@TOKEN@ %d %d %d\n' "$status" $sizes  # two numbers: split on purpose
     cat "$__aif_dir/o" "$__aif_dir/e"
 }
 printf '@TOKEN@ ready\n'
