@@ -26,9 +26,12 @@ class Sshd:
         self.port = free_port()
         self.env: dict[str, str] = {}
 
-    def start(self) -> Sshd:
+    def start(self, *, realtime: bool = False) -> Sshd:
+        """``realtime``: sshd (and the sessions it forks) at SCHED_FIFO 1, as the other
+        processes of a benchmark that asks for it."""
+        prefix = ["chrt", "-f", "1"] if realtime else []
         out = subprocess.run(
-            ["bash", str(UP), str(self.folder), str(self.port)],
+            [*prefix, "bash", str(UP), str(self.folder), str(self.port)],
             capture_output=True,
             text=True,
             timeout=30,

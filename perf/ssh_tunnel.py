@@ -18,7 +18,9 @@ The forward is held by a separate process, as in production (the server holds it
 benchmark client is another process): ``SshConnection.forward`` through a throw-away sshd
 on loopback (``deploy/local-sshd``). The simulator is pinned to core 0 and this client to
 core 1 when the machine has two; sshd and the forwarding process take what is left, which
-is the honest cost on a laptop too.
+is the honest cost on a laptop too. As root every process of the path runs at SCHED_FIFO 1
+(``--no-realtime`` to compare), as ``loadgen_fidelity.py`` does: on a shared 2-core machine
+other work otherwise pre-empts them mid-request and the difference measures the neighbours.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any
 
 from _common import cpu_seconds
 from _sshd import Sshd
-from loadgen_common import ROOT, simulator
+from loadgen_common import ROOT, can_realtime, pinned, simulator
 
 from aifactory.shared.executors.ssh_connection import SshConnection
 from aifactory.shared.settings import SshSettings
@@ -59,10 +61,13 @@ async def hold_forward(settings: SshSettings, port: int) -> None:
     await conn.close()
 
 
-def start_forward(sshd: Sshd, port: int) -> tuple[subprocess.Popen[str], int]:
+def start_forward(
+    sshd: Sshd, port: int, realtime: bool = False
+) -> tuple[subprocess.Popen[str], int]:
+    argv = [sys.executable, __file__, "--hold-forward", str(port), "--sshd", str(sshd.folder),
+            "--sshd-port", str(sshd.port)]  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--hold-forward", str(port), "--sshd", str(sshd.folder),
-         "--sshd-port", str(sshd.port)],
+        pinned(None, argv, realtime),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -96,7 +101,7 @@ async def loadgen(url: str, **workload: Any) -> dict[str, float]:
     }
 
 
-def bulk_sender(megabytes: int) -> tuple[subprocess.Popen[bytes], int]:
+def bulk_sender(megabytes: int, realtime: bool) -> tuple[subprocess.Popen[bytes], int]:
     """A process that sends ``megabytes`` MiB to each connection, then closes it."""
     code = (
         "import socket,sys\n"
@@ -107,7 +112,9 @@ def bulk_sender(megabytes: int) -> tuple[subprocess.Popen[bytes], int]:
         f"    [c.sendall(chunk) for _ in range({megabytes})]\n"
         "    c.close()\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        pinned(None, [sys.executable, "-c", code], realtime), stdout=subprocess.PIPE
+    )
     assert proc.stdout is not None
     return proc, int(proc.stdout.readline())
 
@@ -128,13 +135,17 @@ def median_of(rounds: list[dict[str, float]], key: str) -> float:
 def run(args: argparse.Namespace) -> None:
     if (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {1})
+    rt = bool(args.realtime)
+    if rt:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    print(f"realtime scheduling: {rt}")
     tmp = Path(tempfile.mkdtemp(prefix="aif-bench-tunnel-"))
-    sshd = Sshd(tmp / "sshd").start()
+    sshd = Sshd(tmp / "sshd").start(realtime=rt)
     procs: list[subprocess.Popen[Any]] = []
     try:
-        with simulator(*SIM_ARGS, core=0) as direct:
+        with simulator(*SIM_ARGS, core=0, realtime=rt) as direct:
             sim_port = int(direct.rsplit(":", 1)[1])
-            forward, local = start_forward(sshd, sim_port)
+            forward, local = start_forward(sshd, sim_port, rt)
             procs.append(forward)
             tunnel = f"http://127.0.0.1:{local}"
             latency: dict[str, list[dict[str, float]]] = {"direct": [], "tunnel": []}
@@ -154,9 +165,9 @@ def run(args: argparse.Namespace) -> None:
                     cpu = cpu_seconds(forward.pid) - cpu
                     figures["forwarder_cpu_ms"] = cpu * 1000 / args.requests
                     load[name].append(figures)
-            sender, bulk_port = bulk_sender(args.megabytes)
+            sender, bulk_port = bulk_sender(args.megabytes, rt)
             procs.append(sender)
-            bulk_forward, bulk_local = start_forward(sshd, bulk_port)
+            bulk_forward, bulk_local = start_forward(sshd, bulk_port, rt)
             procs.append(bulk_forward)
             bulk: dict[str, list[float]] = {"direct": [], "tunnel": []}
             for _ in range(args.rounds):
@@ -192,6 +203,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--megabytes", type=int, default=256)
+    parser.add_argument(
+        "--realtime",
+        action=argparse.BooleanOptionalAction,
+        default=can_realtime(),
+        help="every process of the path (client, forwarder, sshd, simulator) at SCHED_FIFO 1 "
+        "(default: when root): on a shared machine pre-emption otherwise dominates",
+    )
     parser.add_argument("--hold-forward", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sshd", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--sshd-port", type=int, help=argparse.SUPPRESS)
