@@ -89,16 +89,21 @@ class TargetNotReady(LookupError):
     """A benchmark aimed at a service that does not exist or is not running."""
 
 
-def service_urls(service_id: str, record: ServiceRecord | None) -> list[str]:
+def service_urls(
+    service_id: str, record: ServiceRecord | None, *, from_cluster: bool = False
+) -> list[str]:
     """The base URLs a benchmark of ``service_id`` loads: every endpoint, once it runs.
 
     The one rule for turning a service id into a target, for the CLI and the client service.
+    Load sent from this machine goes through the tunnels when there are some
+    (``Endpoint.reachable_url``); load sent from compute nodes (``from_cluster``: remote
+    workers) uses the cluster's URLs.
     """
     if record is None:
         raise TargetNotReady(f"no service {service_id!r} (aifactory services ls)")
     if record.state is not ServiceState.RUNNING or not record.endpoints:
         raise TargetNotReady(f"service {service_id} is {record.state.value}, not running")
-    return [e.url for e in record.endpoints]
+    return [e.url if from_cluster else e.reachable_url for e in record.endpoints]
 
 
 class BenchmarkRecord(BaseModel):

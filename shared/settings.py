@@ -39,6 +39,75 @@ class SlurmSettings(BaseModel):
     bin_dir: Path | None = None
 
 
+def _home_ssh(name: str) -> Path:
+    return Path.home() / ".ssh" / name
+
+
+class SshSettings(BaseModel):
+    """The login node the ``slurm+ssh`` executor drives SLURM through (``AIFACTORY_SSH__*``).
+
+    One persistent connection carries every scheduler command, the SFTP file access and the
+    port forwards to services on compute nodes. The host key is always checked against
+    ``known_hosts``; a key is only added there when ``trust_on_first_use`` asks for it.
+    """
+
+    host: str | None = Field(default=None, description="The login node (name or address).")
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="Its SSH port; unset: ~/.ssh/config's, else 22."
+    )
+    user: str | None = Field(
+        default=None, description="The user on the cluster; unset: ~/.ssh/config's, else yours."
+    )
+    key_file: Path | None = Field(
+        default=None,
+        description="A private key file; unset: the SSH agent (SSH_AUTH_SOCK) and ~/.ssh/id_*.",
+    )
+    proxy_jump: str | None = Field(
+        default=None,
+        description="Jump hosts as OpenSSH's ProxyJump: '[user@]host[:port]', comma-separated "
+        "for several hops; each hop's host key is checked like the login node's.",
+    )
+    known_hosts: Path = Field(
+        default_factory=lambda: _home_ssh("known_hosts"),
+        description="The OpenSSH known_hosts file every host key is checked against.",
+    )
+    trust_on_first_use: bool = Field(
+        default=False,
+        description="Accept a host key known_hosts does not list yet: print its fingerprint "
+        "and record it. A key that differs from a recorded one is refused regardless.",
+    )
+    config_file: Path | None = Field(
+        default_factory=lambda: _home_ssh("config"),
+        description="An OpenSSH client config read for what is not set here (read only when "
+        "it exists); None: read none.",
+    )
+    connect_timeout: float = Field(default=15.0, gt=0, description="Seconds to log in.")
+    command_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds any remote command or file operation may take."
+    )
+    keepalive_interval: float = Field(
+        default=15.0, ge=0, description="Seconds between keepalives (0: none)."
+    )
+    keepalive_count_max: int = Field(
+        default=3, ge=1, description="Unanswered keepalives before the connection counts as lost."
+    )
+    reconnect_max_delay: float = Field(
+        default=30.0, gt=0, description="Ceiling of the back-off between reconnect attempts."
+    )
+    max_sessions: int = Field(
+        default=8,
+        ge=1,
+        description="Remote commands run at once on the connection, each in a session kept "
+        "open (OpenSSH's MaxSessions defaults to 10, and SFTP holds one).",
+    )
+    persistent_shell: bool = Field(
+        default=True,
+        description="Run commands in long-lived 'bash --noprofile --norc' shells, so your "
+        "login shell's rc files run once per connection and not once per squeue or sbatch; "
+        "false: one SSH exec per command.",
+    )
+
+
 class SiteSettings(BaseModel):
     """What a site adds to every job, whatever its recipe."""
 
@@ -153,6 +222,12 @@ class Settings(BaseSettings):
     executor: str = "local"
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     site: SiteSettings = Field(default_factory=SiteSettings)
+    #: The login node for the ``slurm+ssh`` executor.
+    ssh: SshSettings = Field(default_factory=SshSettings)
+    #: The bus URL load workers on compute nodes connect to, when the services' own
+    #: (``nats_url``) is a loopback address they cannot reach. Required then, for any
+    #: executor but ``local``.
+    worker_nats_url: str | None = None
 
     #: Job-state polling: first interval, and the ceiling the back-off grows to.
     poll_interval: float = Field(default=2.0, gt=0)

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from aifactory.cli import bench, experiment, gc, recipes, services, simulate
+from aifactory.cli import bench, experiment, gc, recipes, services, simulate, ssh
 from aifactory.cli.common import console, err_console, fail, settings
 from aifactory.contract import bus_document
 from aifactory.shared.credentials import credentials_path
@@ -31,6 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(recipes.app, name="recipes")
 app.add_typer(services.app, name="services")
+app.add_typer(ssh.app, name="ssh")
 app.command()(services.deploy)
 
 for _commands in (simulate, bench, experiment, gc):

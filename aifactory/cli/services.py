@@ -80,7 +80,8 @@ async def deploy_async(
         state = record.state.value if record else "unknown"
         raise fail(f"service {service_id} is {state}: {record.reason if record else 'no answer'}")
     for endpoint in record.endpoints:
-        console.print(f"  endpoint {endpoint.url}")
+        tunnel = f" (from here: {endpoint.local_url})" if endpoint.local_url else ""
+        console.print(f"  endpoint {endpoint.url}{tunnel}")
     return 0
 
 
@@ -122,7 +123,7 @@ def ls(all_: Annotated[bool, typer.Option("--all", "-a", help="Include ended.")]
             r.recipe,
             r.state.value,
             job,
-            " ".join(e.url for e in r.endpoints) or "-",
+            " ".join(e.reachable_url for e in r.endpoints) or "-",
             r.created.strftime("%Y-%m-%d %H:%M:%S"),
         )
     console.print(table)

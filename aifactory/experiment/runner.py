@@ -140,7 +140,7 @@ class ExperimentRunner:
                         f" ({job}) {elapsed:.0f}s"
                     )
                     if record.state is ServiceState.RUNNING:
-                        urls = " ".join(e.url for e in record.endpoints)
+                        urls = " ".join(e.reachable_url for e in record.endpoints)
                         self.console.print(
                             f"service {service_id} running after {elapsed:.0f}s: {urls}"
                         )

@@ -158,7 +158,12 @@ class BenchmarkRuns:
         assert cmd.target.service_id is not None
         found = await self.services.get(cmd.target.service_id)
         try:
-            return service_urls(cmd.target.service_id, found[0] if found else None)
+            # Workers on compute nodes load the cluster's URLs; load from here, the tunnels'.
+            return service_urls(
+                cmd.target.service_id,
+                found[0] if found else None,
+                from_cluster=cmd.workload.worker_nodes is not None,
+            )
         except TargetNotReady as exc:
             raise TargetError(f"target.service_id: {exc}") from None
 

@@ -118,6 +118,13 @@ class Executor(abc.ABC):
 
     #: The name settings and the CLI select this executor by (``AIFACTORY_EXECUTOR``).
     kind: ClassVar[str]
+    #: Job files live on another machine (``slurm+ssh``): the paths this executor takes and
+    #: hands out are the cluster's, reachable only through its file methods.
+    remote_files: ClassVar[bool] = False
+    #: Jobs start their tasks with ``srun`` (SLURM); otherwise the script forks them.
+    has_srun: ClassVar[bool] = False
+    #: Jobs run on this very machine (``local``): its loopback addresses reach them.
+    runs_jobs_here: ClassVar[bool] = False
 
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -202,6 +209,22 @@ class Executor(abc.ABC):
     async def remove_file(self, path: Path) -> None:
         """Delete a job file; a file already gone is not an error."""
         path.unlink(missing_ok=True)
+
+    async def expose(
+        self, host: str, port: int, *, prefer_port: int | None = None
+    ) -> tuple[str, int] | None:
+        """Make ``host:port`` (a service on a compute node) reachable from this machine.
+
+        Returns the local address that now leads there, or ``None`` when ``host:port`` is
+        reachable as it is (this base, ``local`` and ``slurm``, which run on the cluster).
+        ``slurm+ssh`` opens a port forward, on ``prefer_port`` when it is free (so a URL
+        stays the same across reconnects and restarts). Repeating the call is cheap and
+        re-opens a forward that dropped.
+        """
+        return None
+
+    async def unexpose(self, host: str, port: int) -> None:  # noqa: B027 - nothing exposed
+        """Close what :meth:`expose` opened for ``host:port``; nothing open is not an error."""
 
     async def stop_with_stack(self) -> None:  # noqa: B027 - a scheduler's jobs outlive us
         """Cancel the jobs that must not outlive ``aifactory up`` (the ``local`` executor's

@@ -59,6 +59,8 @@ LAUNCH_TIMEOUT = 60.0
 class LocalExecutor(Executor, name="local"):
     """Run batch scripts on this machine with SLURM's file naming and environment."""
 
+    runs_jobs_here = True
+
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalExecutor:
         """Job records live under ``state_dir/local-executor``."""

@@ -48,7 +48,7 @@ async def forward(
 ) -> httpx.Response:
     failures: list[str] = []
     for endpoint in endpoints:
-        url = endpoint.url + path
+        url = endpoint.reachable_url + path
         try:
             response = await client.request(method, url, json=json_body, timeout=timeout)
         except httpx.HTTPError as exc:
