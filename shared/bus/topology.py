@@ -21,6 +21,16 @@ log = logging.getLogger(__name__)
 
 DAY = 24 * 3600.0
 
+#: Job output is a rolling buffer, not an archive (the report folder keeps what matters):
+#: a week at most, 4 GiB in all, and per subject (one file of one job) 100,000 batches —
+#: at the batch limit of 128 KiB that bounds one chatty job, at one line per batch it
+#: still keeps a slow job's last 100,000 lines.
+LOGS_MAX_AGE = 7 * DAY
+LOGS_MAX_BYTES = 4 * 1024**3
+LOGS_MAX_BATCHES_PER_SUBJECT = 100_000
+#: A batch re-published after a crash within this window is dropped by its Nats-Msg-Id.
+LOGS_DUPLICATE_WINDOW = 300.0
+
 
 def stream_configs() -> list[StreamConfig]:
     return [
@@ -52,6 +62,19 @@ def stream_configs() -> list[StreamConfig]:
             max_age=30 * DAY,
             discard=DiscardPolicy.OLD,
         ),
+        StreamConfig(
+            name=subjects.LOGS_STREAM,
+            subjects=subjects.stream_subjects(subjects.LOGS_STREAM),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=LOGS_DUPLICATE_WINDOW,
+            max_age=LOGS_MAX_AGE,
+            max_bytes=LOGS_MAX_BYTES,
+            max_msgs_per_subject=LOGS_MAX_BATCHES_PER_SUBJECT,
+            discard=DiscardPolicy.OLD,
+            # Readers find a tail by direct gets (last and next message of a subject).
+            allow_direct=True,
+        ),
     ]
 
 
@@ -59,6 +82,8 @@ def stream_configs() -> list[StreamConfig]:
 class Topology:
     services: KeyValue
     benchmarks: KeyValue
+    #: The logs service's read positions (``<service_id>.<stream>`` → checkpoint).
+    logs: KeyValue
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
@@ -75,6 +100,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
             sorted(current.subjects or []) != sorted(config.subjects or [])
             or current.duplicate_window != config.duplicate_window
             or current.max_age != config.max_age
+            or current.max_msgs_per_subject != config.max_msgs_per_subject
         ):
             await js.update_stream(config)
             log.info("updated stream %s", config.name)
@@ -102,4 +128,5 @@ async def ensure_topology(js: JetStreamContext) -> Topology:
     return Topology(
         services=await ensure_bucket(js, subjects.SERVICES_BUCKET),
         benchmarks=await ensure_bucket(js, subjects.BENCHMARKS_BUCKET),
+        logs=await ensure_bucket(js, subjects.LOGS_BUCKET, history=1),
     )
