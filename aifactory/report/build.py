@@ -22,6 +22,7 @@ import jinja2
 from aifactory.report import view
 from aifactory.report.charts import Chart, workload_charts
 from aifactory.report.load import LoadedResults, ReportError, load_results
+from aifactory.report.logs import AlertRow, LogLink
 from aifactory.shared.results import BenchSummary, RunSummary
 from aifactory.shared.states import BenchState
 
@@ -130,6 +131,8 @@ def render_page(
     extra: Mapping[str, Any] | None,
     *,
     experiment: bool,
+    logs: Sequence[LogLink] = (),
+    alerts: Sequence[AlertRow] = (),
 ) -> str:
     return (
         environment()
@@ -142,6 +145,8 @@ def render_page(
             stat_columns=[header for _, header in view.STAT_COLUMNS],
             stage_columns=view.STAGE_COLUMNS,
             generated=datetime.now(UTC).isoformat(timespec="seconds"),
+            logs=logs,
+            alerts=alerts,
         )
     )
 
@@ -193,8 +198,11 @@ def build_experiment_report(
     *,
     title: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    logs: Sequence[LogLink] = (),
+    alerts: Sequence[AlertRow] = (),
 ) -> Path:
-    """One HTML page for an experiment with several workloads (one section each)."""
+    """One HTML page for an experiment with several workloads (one section each), and
+    links to the jobs' logs with the alerts found in them."""
     if not workload_dirs:
         raise ReportError("an experiment report needs at least one workload results folder")
     workloads = [
@@ -202,6 +210,8 @@ def build_experiment_report(
         for i, (name, path) in enumerate(workload_dirs)
     ]
     target = _target(out)
-    page = render_page(title or "Experiment report", workloads, extra, experiment=True)
+    page = render_page(
+        title or "Experiment report", workloads, extra, experiment=True, logs=logs, alerts=alerts
+    )
     write_atomic(target, page)
     return target
