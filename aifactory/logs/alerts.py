@@ -210,7 +210,8 @@ class AlertScanner:
             return (j - 1) in cuts if j > 0 else first_continues
 
         found: list[Found] = []
-        hits = [n for n in self.needles if n in "\n".join(texts)] if texts else []
+        joined = "\n".join(texts)
+        hits = [n for n in self.needles if n in joined]
         i = 0
         while i < len(texts):
             if self.block is not None:

@@ -16,9 +16,10 @@ as they really are:
 - **giant lines, invalid UTF-8**: see :mod:`aifactory.logs.lines`.
 
 Exactly once: a batch's Nats-Msg-Id is its file identity + offset; the position moves only
-on the stream's ack and is checkpointed after it; at start the follower replays what the
-stream holds beyond the checkpoint (a crash between ack and checkpoint), so it continues
-exactly after the last stored byte.
+on the stream's ack and is checkpointed after it (at most every second while a file
+streams, at once when it is caught up); at start the follower replays what the stream
+holds beyond the checkpoint (a crash between ack and checkpoint), so it continues exactly
+after the last stored byte.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ class FollowConfig:
             batch_lines=s.logs_batch_lines,
             end_grace=s.logs_end_grace,
         )
+
+
+#: Seconds between checkpoint writes while a file keeps streaming.
+CHECKPOINT_INTERVAL = 1.0
 
 
 class Observer(Protocol):
@@ -117,6 +122,11 @@ class FileFollower:
         self.read_at = 0.0
         self.done = False
         self._warned: str | None = None
+        #: What the KV holds: the checkpoint is saved at most every CHECKPOINT_INTERVAL
+        #: while a file streams, and as soon as it is caught up (the stream itself holds
+        #: the newer batches, which ``start`` replays after a crash).
+        self.saved_seq = 0
+        self.saved_at = 0.0
 
     @property
     def service_id(self) -> str:
@@ -139,7 +149,8 @@ class FileFollower:
             replayed += 1
         if replayed:
             log.info("%s/%s: %d stored batch(es) beyond the checkpoint", *self._name(), replayed)
-            await self.sink.save(self.cp)
+            await self.save()
+        self.saved_seq = self.cp.seq
 
     # -- one step ------------------------------------------------------------------------
 
@@ -154,27 +165,28 @@ class FileFollower:
             return False
         assert self.handle is not None and self.current is not None
         now = self.clock()
-        fst = await self.handle.stat()
-        if fst.size < self.read_offset:  # truncated in place: a new generation from byte 0
+        # One stat of the path says most: same file, and its size. Only when the path names
+        # another file, or none, is the open handle asked (rotated, moved or deleted).
+        st = await self.files.stat(self.path)
+        same = st is not None and st.identity == (self.current.device, self.current.inode)
+        size = st.size if st is not None and same else (await self.handle.stat()).size
+        if size < self.read_offset:  # truncated in place: a new generation from byte 0
             await self._emit(flush_tail=True)
             log.info("%s/%s: %s was truncated", *self._name(), self.path)
             await self._switch(
                 self.current.model_copy(update={"generation": self.current.generation + 1})
             )
             return True
-        if fst.size > self.read_offset:
-            data = await self.handle.read(
-                self.read_offset, min(self.config.read_bytes, fst.size - self.read_offset)
-            )
+        if size > self.read_offset:
+            length = min(self.config.read_bytes, size - self.read_offset)
+            data = await self.handle.read(self.read_offset, length)
             if data:
                 self.read_at = now
                 self.read_offset += len(data)
                 self.buf += data
                 await self._emit(flush_tail=False)
                 return True
-        # The open file did not grow: does the path name another file now (rotation)?
-        st = await self.files.stat(self.path)
-        if st is not None and st.identity != (self.current.device, self.current.inode):
+        if st is not None and not same:  # the old file is read to its end: rotation
             await self._emit(flush_tail=True)
             log.info("%s/%s: %s was replaced (rotation)", *self._name(), self.path)
             await self._close()
@@ -184,10 +196,20 @@ class FileFollower:
         if self.buf and (ending or held):
             await self._emit(flush_tail=True)
             return True
+        if self.unsaved:  # caught up: the checkpoint says so too
+            await self.save()
         if ending:
             self.done = True
             await self._close()
         return False
+
+    @property
+    def unsaved(self) -> bool:
+        return self.cp.seq != self.saved_seq
+
+    async def save(self) -> None:
+        await self.sink.save(self.cp)
+        self.saved_seq, self.saved_at = self.cp.seq, self.clock()
 
     async def reset(self) -> None:
         """After an error: forget what was read and not published; re-read from the position."""
@@ -227,7 +249,7 @@ class FileFollower:
         self.current = file
         self.cp = self.cp.model_copy(update={"position": self.cp.position.new_file(file)})
         self.read_offset, self.buf, self.held_since = 0, b"", None
-        await self.sink.save(self.cp)
+        await self.save()
 
     async def _close(self) -> None:
         handle, self.handle = self.handle, None
@@ -287,7 +309,8 @@ class FileFollower:
         self.observer.batch(
             self.stream, len(stored.batch.lines), stored.batch.size, self.clock() - self.read_at
         )
-        await self.sink.save(self.cp)
+        if self.clock() - self.saved_at >= CHECKPOINT_INTERVAL:
+            await self.save()
         if stored.batch is not batch and (
             stored.batch.size != batch.size or stored.batch.lines != batch.lines
         ):

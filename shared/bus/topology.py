@@ -59,6 +59,8 @@ def stream_configs() -> list[StreamConfig]:
             subjects=subjects.stream_subjects(subjects.DEADLETTER_STREAM),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            # The server's default, said here: unset, every start saw a drift and updated.
+            duplicate_window=120.0,
             max_age=30 * DAY,
             discard=DiscardPolicy.OLD,
         ),

@@ -81,7 +81,9 @@ async def rig(nats_server, tmp_path: Path) -> AsyncIterator[Rig]:  # type: ignor
 
 
 def numbered(start: int, count: int, width: int = 90) -> bytes:
-    return b"".join(f"seq {i:08d} ".encode().ljust(width, b".") + b"\n" for i in range(start, start + count))
+    return b"".join(
+        f"seq {i:08d} ".encode().ljust(width, b".") + b"\n" for i in range(start, start + count)
+    )
 
 
 async def test_a_pending_job_then_bursts_arrive_complete_and_in_order(rig: Rig) -> None:
@@ -138,7 +140,9 @@ async def test_truncation_starts_a_new_generation(rig: Rig) -> None:
     with out.open("ab") as fh:
         fh.write(numbered(1000, 5))
     found = await rig.end(spec)
-    assert found.lines(OUT) == [x.decode() for x in (numbered(0, 40) + numbered(1000, 5)).splitlines()]
+    assert found.lines(OUT) == [
+        x.decode() for x in (numbered(0, 40) + numbered(1000, 5)).splitlines()
+    ]
     generations = [b.file.generation for _, b in found.batches]
     assert generations[0] == 0 and generations[-1] == 1
     assert found.records(OUT)[40].line == 1 and found.records(OUT)[40].offset == 0

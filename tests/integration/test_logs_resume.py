@@ -18,7 +18,7 @@ from nats.js.kv import KeyValue
 from aifactory.logs.bus import BusSink
 from aifactory.logs.follow import FileFollower, FollowConfig
 from aifactory.logs.sink import Stored
-from aifactory.logs.state import Checkpoint, checkpoint_key
+from aifactory.logs.state import checkpoint_key
 from aifactory.shared.bus import ensure_topology, make_broker
 from aifactory.shared.executors.local import LocalExecutor
 from aifactory.shared.messages import LogLines, LogStream
@@ -38,18 +38,15 @@ class Killed(BaseException):
 class FlakySink(BusSink):
     def __init__(self, broker: NatsBroker, kv: KeyValue) -> None:
         super().__init__(broker, kv)
-        self.saves_left: int | None = None
+        self.acks_left: int | None = None
         self.lose_ack = False
-
-    async def save(self, checkpoint: Checkpoint) -> None:
-        if self.saves_left is not None:
-            if self.saves_left == 0:
-                raise Killed
-            self.saves_left -= 1
-        await super().save(checkpoint)
 
     async def publish_lines(self, batch: LogLines) -> Stored:
         stored = await super().publish_lines(batch)
+        if self.acks_left is not None:
+            if self.acks_left == 0:
+                raise Killed  # right after the ack: nothing else of the follower ran
+            self.acks_left -= 1
         if self.lose_ack:
             self.lose_ack = False
             raise TimeoutError("ack lost")
@@ -108,7 +105,8 @@ async def test_killed_between_the_ack_and_the_checkpoint(
     flaky = FlakySink(broker, kv)
     first = follower(tmp_path, flaky, path)
     await first.start()
-    flaky.saves_left = 8  # the ninth batch is stored, its checkpoint never written
+    first.saved_at = first.clock()  # a checkpoint was just written: the next is a second away
+    flaky.acks_left = 8  # the ninth batch is stored, no checkpoint after it
     with pytest.raises(Killed):
         await drain(first)
     saved = await BusSink(broker, kv).load("resume", OUT)
