@@ -52,7 +52,7 @@ async def baseline(path: Path, nats_url: str, subject: str, seconds: float) -> N
     with path.open("rb") as fh:
         while time.monotonic() < deadline:
             fh.seek(offset)
-            data = fh.read(1024 * 1024)
+            data = fh.read(256 * 1024)  # a message stays under max_payload (1 MiB)
             if not data:
                 await asyncio.sleep(0.05)
                 continue

@@ -22,15 +22,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from aifactory.loadgen.remote.job import job_name, job_workdir, log_id
 from aifactory.shared.bus import ensure_topology, make_broker
 from aifactory.shared.executors.base import Executor, SubmittedJob
 from aifactory.shared.executors.local import LocalExecutor
 from aifactory.shared.executors.slurm import SlurmExecutor
-from aifactory.shared.messages import LogStream
+from aifactory.shared.messages import BenchTarget, LogStream
 from aifactory.shared.natsd import free_port
-from aifactory.shared.registry import KVRegistry, ServiceRecord
+from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from aifactory.shared.settings import Settings
-from aifactory.shared.states import JobState, ServiceState
+from aifactory.shared.states import BenchState, JobState, ServiceState
+from aifactory.shared.workload import Workload
 from tests.integration.logkit import read_back, wait_eof
 from tests.integration.seqwriter import err_line, out_line
 from tests.integration.test_executor_slurm import cluster  # noqa: F401  (fixture)
@@ -173,6 +175,49 @@ async def run_kill9(
 async def test_kill_9_mid_stream_loses_and_doubles_nothing(nats_server, tmp_path: Path) -> None:
     executor = LocalExecutor(tmp_path / "state" / "local-executor")
     await run_kill9(tmp_path, nats_server.url, executor, count=60_000, kills=4, pause=0.1)
+
+
+async def test_a_benchmarks_workers_job_is_found_by_name_and_followed(
+    nats_server, tmp_path: Path
+) -> None:
+    """No registry holds a workers' job id: the service finds ``aif-bench-<id>`` by name."""
+    settings = Settings(
+        nats_url=nats_server.url, state_dir=tmp_path / "state", jobs_dir=tmp_path / "jobs"
+    )
+    broker = make_broker(settings, name="test")
+    await broker.connect()
+    js = broker.connection.jetstream()
+    benchmarks = KVRegistry((await ensure_topology(js)).benchmarks, BenchmarkRecord)
+    workload = Workload(requests=10, worker_nodes=1)
+    record = BenchmarkRecord(
+        benchmark_id="wk1",
+        request_id="test",
+        state=BenchState.RUNNING,
+        target=BenchTarget(url="http://127.0.0.1:9"),
+        workload=workload,
+    )
+    await benchmarks.create("wk1", record)
+    logs = LogsProcess(tmp_path, nats_server.url, "local").start()
+    try:
+        executor = LocalExecutor.from_settings(settings)  # the service's own job records
+        job = await executor.submit(
+            writer_script(3000, 500, 0.2, 7), job_name("wk1"), job_workdir(settings, "wk1")
+        )
+        while not (await executor.states([job.job_id]))[job.job_id].state.is_terminal:
+            await asyncio.sleep(0.2)
+
+        def completed(r: BenchmarkRecord) -> BenchmarkRecord:
+            return r.model_copy(update={"state": BenchState.COMPLETED})
+
+        await benchmarks.update("wk1", completed)
+        found = await wait_eof(js, log_id("wk1"), timeout=60)
+    finally:
+        logs.stop()
+        await broker.stop()
+    found.check_contiguous()
+    assert found.lines(LogStream.OUT) == [out_line(n) for n in range(3000)]
+    assert found.lines(LogStream.ERR) == [err_line(n) for n in range(0, 3000, 7)]
+    assert found.eofs[0].job_id == job.job_id and found.eofs[0].reason == "completed"
 
 
 @pytest.mark.slurm
