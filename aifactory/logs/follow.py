@@ -122,6 +122,8 @@ class FileFollower:
         self.read_at = 0.0
         self.done = False
         self._warned: str | None = None
+        #: Why the file was not read to its end, once ``done`` (``None``: it was).
+        self.problem: str | None = None
         #: What the KV holds: the checkpoint is saved at most every CHECKPOINT_INTERVAL
         #: while a file streams, and as soon as it is caught up (the stream itself holds
         #: the newer batches, which ``start`` replays after a crash).
@@ -161,7 +163,9 @@ class FileFollower:
         if self.done:
             return False
         if self.handle is None and not await self._open():
-            self.done = ending
+            if ending:
+                self.done = True
+                self.problem = self._warned or f"{self.path} never appeared"
             return False
         assert self.handle is not None and self.current is not None
         now = self.clock()
@@ -242,6 +246,7 @@ class FileFollower:
             await self._switch(FileId(device=fst.device, inode=fst.inode))
         self.read_offset, self.buf, self.held_since = self.cp.position.offset, b"", None
         self._warned = None
+        self.problem = None
         return True
 
     async def _switch(self, file: FileId) -> None:

@@ -134,7 +134,8 @@ class LogReader:
             wanted[stream] = want
             # Binary search: the last batch whose first record is at or before ``want``.
             first = await self._batch_at(subject, 1)
-            assert first is not None
+            if first is None:  # aged out of the stream meanwhile
+                continue
             lo, hi = first[0], held.seq
             while lo < hi:
                 mid = (lo + hi + 1) // 2

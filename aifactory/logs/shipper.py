@@ -139,6 +139,7 @@ class JobLog:
                 file=f.cp.position.file,
                 offset=f.cp.position.offset,
                 records=f.cp.position.index,
+                problem=f.problem,
             )
             for stream, f in self.followers.items()
         ]
@@ -209,9 +210,17 @@ class LogShipper:
             await job.update(spec)
         self._wake.set()
 
-    def known_finished(self, service_id: str) -> bool:
+    async def end(self, service_id: str, reason: str) -> None:
+        """The job is over (its record says so, or is gone): finish its output."""
         job = self.jobs.get(service_id)
-        return job is not None and job.finished
+        if job is not None and job.spec.ended is None:
+            spec = job.spec
+            await job.update(JobSpec(spec.service_id, spec.job_id, spec.paths, reason))
+            self._wake.set()
+
+    async def output_complete(self, service_id: str) -> bool:
+        """Has the end of this job's output been published (now or before)?"""
+        return await self.sink.eof_published(service_id)
 
     async def run(self) -> None:
         """Step due jobs; sleep until the next is due or a job is added."""

@@ -15,6 +15,7 @@ import logging
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
+from aifactory.loadgen.remote.job import log_id
 from aifactory.logs.jobs import BenchJobs, service_job
 from aifactory.logs.shipper import FOLLOW_ERRORS, JobSpec, LogShipper
 from aifactory.services.logs.metrics import LogsMetrics
@@ -51,7 +52,10 @@ class RegistryFeed:
     async def services(self, kv: KeyValue) -> None:
         watcher = await kv.watchall()
         async for entry in watcher:
-            if entry is None or entry.value is None or entry.operation in _DELETES:
+            if entry is not None and entry.operation in _DELETES:
+                await self.shipper.end(entry.key, "service record deleted")
+                continue
+            if entry is None or entry.value is None:
                 continue
             try:
                 record = ServiceRecord.model_validate_json(entry.value)
@@ -80,6 +84,11 @@ class RegistryFeed:
         """Benchmarks' jobs (found by name), and specs whose tracking failed."""
         while True:
             for benchmark_id, record in list(self.benchmarks.items()):
+                if record.state.is_terminal and await self.shipper.output_complete(
+                    log_id(benchmark_id)
+                ):
+                    del self.benchmarks[benchmark_id]  # done before: no scheduler query
+                    continue
                 spec = await self.bench_jobs.spec(record)
                 if spec is None:
                     continue

@@ -96,6 +96,11 @@ class StreamEnd(Model):
     records: int = Field(
         ge=0, description="Records published for this stream in total (first_index of a next)."
     )
+    problem: str | None = Field(
+        default=None,
+        description="Why the file was not read to its end, if it was not (it could not be "
+        "opened, it never appeared).",
+    )
 
 
 class LogEof(Message):

@@ -106,6 +106,8 @@ async def test_a_pending_job_then_bursts_arrive_complete_and_in_order(rig: Rig) 
     ends = {e.stream: e for e in eof.streams}
     assert ends[OUT].offset == out.stat().st_size and ends[OUT].records == written
     assert ends[ERR].file is None and ends[ERR].records == 0  # never written: never existed
+    assert ends[ERR].problem is not None and "never appeared" in ends[ERR].problem
+    assert ends[OUT].problem is None
 
 
 async def test_rotation_finishes_the_old_file_then_starts_the_new(rig: Rig) -> None:

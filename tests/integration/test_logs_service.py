@@ -33,7 +33,7 @@ from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from aifactory.shared.settings import Settings
 from aifactory.shared.states import BenchState, JobState, ServiceState
 from aifactory.shared.workload import Workload
-from tests.integration.logkit import read_back, wait_eof
+from tests.integration.logkit import read_back, wait_eof, wait_records
 from tests.integration.seqwriter import err_line, out_line
 from tests.integration.test_executor_slurm import cluster  # noqa: F401  (fixture)
 
@@ -90,11 +90,20 @@ class LogsProcess:
             self.proc.wait(timeout=15)
 
 
-def writer_script(count: int, chunk: int, pause: float, err_every: int) -> str:
+def writer_script(count: int, chunk: int, pause: float, err_every: int, stop: str = "") -> str:
     return (
         "#!/bin/bash\n#SBATCH --time=5\n#SBATCH --partition=cpu\n"
-        f"exec {sys.executable} -u {WRITER} {count} {chunk} {pause} {err_every}\n"
+        f"exec {sys.executable} -u {WRITER} {count} {chunk} {pause} {err_every} {stop}\n"
     )
+
+
+def check_numbered(out: list[str], err: list[str], err_every: int) -> int:
+    """Every numbered line once and in order, then the writer's ``done <count>``."""
+    assert out and out[-1].startswith("done "), out[-3:]
+    count = int(out[-1].split()[1])
+    assert out[:-1] == [out_line(n) for n in range(count)]
+    assert err == [err_line(n) for n in range(0, count, err_every)]
+    return count
 
 
 async def register(registry: KVRegistry[ServiceRecord], service_id: str, job: SubmittedJob) -> None:
@@ -117,14 +126,12 @@ async def register(registry: KVRegistry[ServiceRecord], service_id: str, job: Su
     )
 
 
-async def run_kill9(
-    tmp: Path, nats_url: str, executor: Executor, *, count: int, kills: int, pause: float
-) -> None:
+async def run_kill9(tmp: Path, nats_url: str, executor: Executor, *, kills: int) -> None:
     service_id = f"kill9-{executor.kind}"
     err_every = 7
-    job = await executor.submit(
-        writer_script(count, 500, pause, err_every), f"aif-{service_id}", tmp / "jobs" / service_id
-    )
+    stop = tmp / "jobs" / service_id / "stop"
+    script = writer_script(10**8, 500, 0.05, err_every, str(stop))  # runs until told to stop
+    job = await executor.submit(script, f"aif-{service_id}", stop.parent)
     broker = make_broker(Settings(nats_url=nats_url), name="test")
     await broker.connect()
     js = broker.connection.jetstream()
@@ -134,13 +141,15 @@ async def run_kill9(
     rng = random.Random(8)
     mid_stream = 0
     try:
+        await wait_records(js, service_id, LogStream.OUT, 1, timeout=120)  # the job runs
         for _ in range(kills):
             await asyncio.sleep(rng.uniform(0.4, 1.2))
-            published = len((await read_back(js, service_id)).records(LogStream.OUT))
+            before = len((await read_back(js, service_id)).records(LogStream.OUT))
             logs.kill9()
             state = (await executor.states([job.job_id]))[job.job_id].state
-            mid_stream += int(0 < published < count and not state.is_terminal)
+            mid_stream += int(before > 0 and not state.is_terminal)
             logs.start()
+        stop.touch()
         deadline = time.monotonic() + 120
         while not (await executor.states([job.job_id]))[job.job_id].state.is_terminal:
             assert time.monotonic() < deadline, "the writer job did not end"
@@ -160,13 +169,13 @@ async def run_kill9(
         logs.stop()
         await broker.stop()
     found.check_contiguous()
-    assert mid_stream >= max(1, kills - 2), f"only {mid_stream} kills hit a running writer"
+    assert mid_stream == kills, f"only {mid_stream} of {kills} kills hit a running writer"
     out, err = found.lines(LogStream.OUT), found.lines(LogStream.ERR)
-    assert len(out) == count and out == [out_line(n) for n in range(count)]
-    assert err == [err_line(n) for n in range(0, count, err_every)]
+    count = check_numbered(out, err, err_every)
+    assert count > 0
     (eof,) = found.eofs
     assert {e.stream: e.records for e in eof.streams} == {
-        LogStream.OUT: count,
+        LogStream.OUT: count + 1,
         LogStream.ERR: len(err),
     }
     assert (tmp / "logs-service.log").read_text().count("logs service up") == kills + 2
@@ -174,7 +183,7 @@ async def run_kill9(
 
 async def test_kill_9_mid_stream_loses_and_doubles_nothing(nats_server, tmp_path: Path) -> None:
     executor = LocalExecutor(tmp_path / "state" / "local-executor")
-    await run_kill9(tmp_path, nats_server.url, executor, count=60_000, kills=4, pause=0.1)
+    await run_kill9(tmp_path, nats_server.url, executor, kills=4)
 
 
 async def test_a_benchmarks_workers_job_is_found_by_name_and_followed(
@@ -215,11 +224,10 @@ async def test_a_benchmarks_workers_job_is_found_by_name_and_followed(
         logs.stop()
         await broker.stop()
     found.check_contiguous()
-    assert found.lines(LogStream.OUT) == [out_line(n) for n in range(3000)]
-    assert found.lines(LogStream.ERR) == [err_line(n) for n in range(0, 3000, 7)]
+    assert check_numbered(found.lines(LogStream.OUT), found.lines(LogStream.ERR), 7) == 3000
     assert found.eofs[0].job_id == job.job_id and found.eofs[0].reason == "completed"
 
 
 @pytest.mark.slurm
 async def test_kill_9_on_a_slurm_job(nats_server, tmp_path: Path, cluster: str) -> None:  # noqa: F811
-    await run_kill9(tmp_path, nats_server.url, SlurmExecutor(), count=20_000, kills=2, pause=0.1)
+    await run_kill9(tmp_path, nats_server.url, SlurmExecutor(), kills=2)
