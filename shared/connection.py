@@ -10,11 +10,13 @@ the one definition of its shape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import Field, ValidationError
 
+from aifactory.shared.messages.jobs import Endpoint
 from aifactory.shared.strict import StrictModel
 
 CONNECTION_FILE = "connection.json"
@@ -56,3 +58,25 @@ def parse_connection(text: str, *, source: str = CONNECTION_FILE) -> JobConnecti
         return JobConnection.model_validate_json(text)
     except ValidationError as exc:
         raise ConnectionFileError(f"{source}: {exc}") from exc
+
+
+def base_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{shown}:{port}"
+
+
+def endpoints(connection: JobConnection, host_for: Callable[[str], str]) -> list[Endpoint]:
+    """One endpoint per replica; ``host_for`` maps a node name to the address to dial (the
+    ``local`` executor dials loopback, whatever the machine calls itself)."""
+    out = []
+    for replica in connection.replicas:
+        host = host_for(replica.host)
+        out.append(
+            Endpoint(
+                host=host,
+                port=replica.port,
+                url=base_url(host, replica.port),
+                replica=replica.index,
+            )
+        )
+    return out

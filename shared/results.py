@@ -82,6 +82,21 @@ class LoopKind(StrEnum):
     POISSON = "poisson"  # open loop, gamma inter-arrivals
 
 
+class EndpointSummary(BaseModel):
+    """One endpoint's share of a run spread over several (round-robin per request)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(description="Position in the config's targets (target first).")
+    url: str
+    requests_sent: int
+    requests_ok: int
+    requests_failed: int
+    request_throughput: float | None = None
+    ttft_ms: Distribution
+    e2el_ms: Distribution
+
+
 class RunSummary(BaseModel):
     """One run (or one sweep stage). Rates are per second; latencies in milliseconds."""
 
@@ -134,6 +149,8 @@ class RunSummary(BaseModel):
         0, description="involuntary context switches of the workers: high = contended CPU"
     )
     worker_pids: list[int] = Field(default_factory=list)
+    #: Per endpoint, when the load was spread over several (a service's replicas).
+    endpoints: list[EndpointSummary] = Field(default_factory=list)
 
 
 class BenchSummary(BaseModel):
@@ -170,6 +187,8 @@ class WindowStats(BaseModel):
     window_errors: int
     request_rate: float  # completions per second in the window
     output_token_rate: float
+    #: Window percentiles come from a DDSketch: within 1 % (relative) of the exact value.
+    #: The final statistics are exact, from every record on disk.
     ttft_p50_ms: float | None = None
     ttft_p99_ms: float | None = None
     e2el_p50_ms: float | None = None

@@ -20,6 +20,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from aifactory.shared.recipes.fields import SetupCommand
+
 #: The ``aifactory`` package as imported (not resolved through the repository's symlinks):
 #: recipes and container definitions ship inside it, in a wheel as in a checkout.
 PACKAGE_ROOT = Path(__file__).absolute().parent.parent
@@ -35,6 +37,21 @@ class SlurmSettings(BaseModel):
     qos: str | None = None
     #: Extra directory prepended to PATH to find sbatch/squeue/scontrol/scancel/sacct.
     bin_dir: Path | None = None
+
+
+class SiteSettings(BaseModel):
+    """What a site adds to every job, whatever its recipe."""
+
+    #: Commands run before every job's payload (``module load Apptainer``), as words or one
+    #: string each; run as data (each word quoted), before the recipe's own ``setup``.
+    setup: list[SetupCommand] = Field(default_factory=list)
+    #: Model weights (HF_HOME), the Apptainer cache and Ollama models: a project or scratch
+    #: path on the shared file system. Default: ``cache/`` beside the jobs folder, so never
+    #: $HOME on a cluster (home quotas are small).
+    cache_dir: Path | None = None
+    #: Compute nodes without internet: jobs run with HF_HUB_OFFLINE=1 and expect what
+    #: ``aifactory recipes prepare`` fetched on the login node.
+    offline: bool = False
 
 
 def _default_config_file() -> Path | None:
@@ -75,6 +92,7 @@ class Settings(BaseSettings):
     #: A registered executor's name (``local``, ``slurm``, or a plugin's).
     executor: str = "local"
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
+    site: SiteSettings = Field(default_factory=SiteSettings)
 
     #: Job-state polling: first interval, and the ceiling the back-off grows to.
     poll_interval: float = Field(default=2.0, gt=0)
@@ -88,6 +106,10 @@ class Settings(BaseSettings):
     #: its name has appeared for this long: an sbatch started by the dead process may still
     #: land (submitting at once could make two jobs).
     submit_grace: float = Field(default=45.0, ge=0)
+    #: ``aifactory up`` restarts a dead part after this many seconds, doubling while it keeps
+    #: dying, up to the ceiling; for ever (a crash loop never stops the rest of the stack).
+    restart_backoff: float = Field(default=0.5, gt=0)
+    restart_backoff_max: float = Field(default=30.0, gt=0)
 
     ingress_host: str = "127.0.0.1"
     ingress_port: int = Field(default=8001, ge=0, le=65535)
@@ -138,6 +160,12 @@ class Settings(BaseSettings):
     @property
     def effective_jobs_dir(self) -> Path:
         return self.jobs_dir if self.jobs_dir is not None else self.state_dir / "jobs"
+
+    @property
+    def effective_cache_dir(self) -> Path:
+        if self.site.cache_dir is not None:
+            return self.site.cache_dir
+        return self.effective_jobs_dir.parent / "cache"
 
     @classmethod
     def settings_customise_sources(

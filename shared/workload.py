@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import Field, JsonValue, model_validator
 
@@ -104,6 +104,9 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+_URL_PATTERN = r"^https?://[^\s/]+(/[^\s]*)?$"
+
+
 class Workload(StrictModel):
     """One benchmark but its target: API, load profile, stop condition, data, SLOs, workers.
 
@@ -171,20 +174,32 @@ class Workload(StrictModel):
             raise ValueError("'worker_partition' needs 'worker_nodes' (workers run locally)")
         return self
 
-    def at(self, target: str) -> BenchConfig:
-        """This workload aimed at ``target`` (validated again: the URL is checked there)."""
-        return BenchConfig.model_validate({**dict(self), "target": target})
+    def at(self, target: str, *more: str) -> BenchConfig:
+        """This workload aimed at ``target`` and, spreading requests, ``more`` replicas
+        (validated again: the URLs are checked there)."""
+        return BenchConfig.model_validate({**dict(self), "target": target, "endpoints": list(more)})
 
 
 class BenchConfig(Workload):
     """A workload with its target URL resolved: what the load generator runs."""
 
-    target: str = Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$", max_length=2000)
+    target: str = Field(pattern=_URL_PATTERN, max_length=2000)
+    #: Further base URLs of the same service (its other replicas). Requests go round-robin
+    #: over ``target`` and these, one per request; the summary has each one's statistics.
+    endpoints: list[Annotated[str, Field(pattern=_URL_PATTERN, max_length=2000)]] = Field(
+        default_factory=list, max_length=4096
+    )
 
     @property
     def base_url(self) -> str:
         return self.target.rstrip("/")
 
     @property
+    def targets(self) -> list[str]:
+        """Every base URL the load goes to, in round-robin order."""
+        return [self.target, *self.endpoints]
+
+    @property
     def workload(self) -> Workload:
-        return Workload.model_validate({k: v for k, v in dict(self).items() if k != "target"})
+        own = {"target", "endpoints"}
+        return Workload.model_validate({k: v for k, v in dict(self).items() if k not in own})

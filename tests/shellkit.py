@@ -45,9 +45,9 @@ def assert_no_side_effects(tmp: Path) -> None:
     assert not list(tmp.rglob("pwned*")), "a hostile value was executed"
 
 
-def render(recipe: Recipe, workdir: Path, **kwargs: Any) -> str:
+def render(recipe: Recipe, workdir: Path, *, job_name: str = "svc-test", **kwargs: Any) -> str:
     return render_script(
-        recipe, job_name="svc-test", workdir=workdir, service_id="svc-test", **kwargs
+        recipe, job_name=job_name, workdir=workdir, service_id="svc-test", **kwargs
     )
 
 

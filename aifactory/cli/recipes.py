@@ -10,6 +10,9 @@ import yaml
 from rich.table import Table
 
 from aifactory.cli.common import console, fail, settings
+from aifactory.prepare import PrepareError
+from aifactory.prepare import prepare as prepare_recipe
+from aifactory.shared.images import ImageCacheError
 from aifactory.shared.recipes import (
     Recipe,
     RecipeError,
@@ -17,6 +20,7 @@ from aifactory.shared.recipes import (
     load_recipe,
     parse_set_options,
 )
+from aifactory.shared.recipes.site import apply_site
 from aifactory.shared.render import render_script
 
 app = typer.Typer(help="Browse, check and render service recipes.", no_args_is_help=True)
@@ -28,8 +32,10 @@ SetOption = Annotated[
 
 
 def _load(name: str, sets: list[str] | None) -> Recipe:
+    """The recipe as a deploy would run it: overrides, then the site's defaults."""
+    cfg = settings()
     try:
-        return load_recipe(name, settings().recipes_dir, parse_set_options(sets or []))
+        return apply_site(load_recipe(name, cfg.recipes_dir, parse_set_options(sets or [])), cfg)
     except RecipeError as exc:
         raise fail(str(exc)) from exc
 
@@ -81,3 +87,23 @@ def render(
     except RecipeError as exc:
         raise fail(str(exc)) from exc
     typer.echo(script, nl=False)
+
+
+@app.command()
+def prepare(
+    name: str,
+    set_: SetOption = None,
+    refresh: Annotated[bool, typer.Option(help="Pull again even when cached.")] = False,
+) -> None:
+    """Fetch a recipe's image (into the site's SIF cache, by digest), model weights and
+    Ollama models on this (login) node, so jobs start offline from the cache."""
+    cfg = settings()
+    try:  # the recipe as written: its registry image, not a SIF cached earlier
+        recipe = load_recipe(name, cfg.recipes_dir, parse_set_options(set_ or []))
+        done = prepare_recipe(recipe, cfg, refresh=refresh, say=console.print)
+    except (RecipeError, PrepareError, ImageCacheError) as exc:
+        raise fail(str(exc)) from exc
+    if done.image is not None:
+        console.print(f"[green]image[/green] {done.image.path} ({done.image.digest})")
+    for item in (*done.weights, *done.models):
+        console.print(f"[green]ready[/green] {item}")

@@ -15,22 +15,23 @@ class TargetNotFound(ValueError):
     """The target is neither a URL nor a running service's id."""
 
 
-async def _service_url(settings: Settings, service_id: str) -> str:
+async def _service_urls(settings: Settings, service_id: str) -> list[str]:
     async with bus(settings) as (_, topology):
         found = await KVRegistry(topology.services, ServiceRecord).get(service_id)
     try:
-        return service_urls(service_id, found[0] if found else None)[0]
+        return service_urls(service_id, found[0] if found else None)
     except TargetNotReady as exc:
         raise TargetNotFound(f"--target: {exc}") from None
 
 
-def resolve_target(settings: Settings, target: str) -> str:
-    """A URL is used as given; anything shaped like a service id is looked up on the bus."""
+def resolve_target(settings: Settings, target: str) -> list[str]:
+    """A URL is used as given; anything shaped like a service id is looked up on the bus
+    (every endpoint of it: the load is spread over its replicas)."""
     if target.startswith(("http://", "https://")):
-        return target
+        return [target]
     if not re.fullmatch(ID_PATTERN, target):
         raise TargetNotFound(f"--target: {target!r} is neither an http(s) URL nor a service id")
     try:
-        return asyncio.run(_service_url(settings, target))
+        return asyncio.run(_service_urls(settings, target))
     except BusUnavailable as exc:
         raise TargetNotFound(f"--target {target}: {exc}") from exc

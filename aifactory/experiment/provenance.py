@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aifactory.shared.images import read_index
 from aifactory.shared.settings import Settings
 
 PACKAGES = (
@@ -62,3 +63,13 @@ def public_settings(settings: Settings) -> dict[str, Any]:
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def image_provenance(image: str, settings: Settings) -> dict[str, Any]:
+    """The container a service ran: the SIF it ran and its digest when it came from the
+    site's cache (``recipes prepare``), else the registry reference alone (a tag can move)."""
+    index = read_index(settings.effective_cache_dir)
+    for ref, entry in index.images.items():
+        if str(entry.path) == image or ref == image:
+            return {"image": ref, "ran": str(entry.path), "digest": entry.digest}
+    return {"image": image, "ran": image, "digest": None}

@@ -20,7 +20,12 @@ from rich.console import Console
 from rich.live import Live
 
 from aifactory.experiment.logs import SavedLogs, save_job_log, write_alerts
-from aifactory.experiment.provenance import public_settings, versions, write_json
+from aifactory.experiment.provenance import (
+    image_provenance,
+    public_settings,
+    versions,
+    write_json,
+)
 from aifactory.experiment.spec import ExperimentSpec, Teardown, WorkloadSpec
 from aifactory.loadgen.remote.job import log_id
 from aifactory.report import build_experiment_report
@@ -245,6 +250,8 @@ class ExperimentRunner:
         target = folder / "service"
         target.mkdir(exist_ok=True)
         write_json(target / "service.json", record.model_dump(mode="json"))
+        if record.spec is not None and record.spec.image is not None:
+            write_json(target / "image.json", image_provenance(record.spec.image, self.settings))
         if record.script_path and Path(record.script_path).is_file():
             shutil.copy2(record.script_path, target / Path(record.script_path).name)
 

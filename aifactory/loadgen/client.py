@@ -75,8 +75,10 @@ class Requester:
         worker_id: int,
         deliver: Callable[[RequestRecord], None],
         token_counter: TokenCounter | None = None,
+        endpoint: int = 0,
     ) -> None:
         self._client = client
+        self._endpoint = endpoint
         self._head = client.post_head(backend.path)
         self._backend = backend
         self._stream = backend.stream
@@ -110,6 +112,7 @@ class Requester:
             end_s=0.0,
             prompt_tokens=prompt.prompt_tokens,
             prompt_tokens_source=TokenSource.ESTIMATE,
+            endpoint=self._endpoint,
         )
         t0 = time.perf_counter_ns()
         rec.t0_s = self._rel_s(t0)
@@ -194,7 +197,8 @@ class Requester:
         e2e = (chunk_ns[-1] - t0) / _NS_PER_MS
         rec.ttft_ms = ttft
         rec.e2e_ms = e2e
-        rec.itl_ms = [(b - a) / _NS_PER_MS for a, b in pairwise(chunk_ns)]
+        # Whole microseconds: the resolution records are stored at (store.py, itl_us).
+        rec.itl_ms = [round((b - a) / 1000) / 1000 for a, b in pairwise(chunk_ns)]
         n = rec.output_tokens
         if n >= 2:
             rec.tpot_ms = (e2e - ttft) / (n - 1)

@@ -17,7 +17,7 @@ import gc
 import os
 import resource
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 
 from aifactory.loadgen.backends import Backend
 from aifactory.loadgen.client import Requester
@@ -106,7 +106,7 @@ class LoadEngine:
         *,
         backend: Backend,
         prompts: PromptSource,
-        client: HttpClient,
+        clients: Sequence[HttpClient],
         sink: RecordSink,
         start_ns: int,
         worker_id: int,
@@ -127,15 +127,21 @@ class LoadEngine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._progress = WorkerProgress(worker_id=worker_id, run_index=plan.run_index)
         self._max_in_flight = 0
-        self._requester = Requester(
-            client,
-            backend,
-            start_ns=start_ns,
-            run_index=plan.run_index,
-            worker_id=worker_id,
-            deliver=self._deliver,
-            token_counter=token_counter,
-        )
+        # One requester per endpoint; request i of worker w goes to endpoint (i + w) mod n,
+        # so every endpoint gets an equal share of every worker's load.
+        self._requesters = [
+            Requester(
+                client,
+                backend,
+                start_ns=start_ns,
+                run_index=plan.run_index,
+                worker_id=worker_id,
+                deliver=self._deliver,
+                token_counter=token_counter,
+                endpoint=endpoint,
+            )
+            for endpoint, client in enumerate(clients)
+        ]
 
     def _deliver(self, rec: RequestRecord) -> None:
         """Requester callback: one request finished (or failed, or was cancelled)."""
@@ -156,7 +162,8 @@ class LoadEngine:
         p.in_flight += 1
         if p.in_flight > self._max_in_flight:
             self._max_in_flight = p.in_flight
-        return self._requester.start(
+        requester = self._requesters[(index + self._worker_id) % len(self._requesters)]
+        return requester.start(
             prompt, body, request_index=index, scheduled_ns=scheduled, warmup=warm
         )
 
@@ -270,4 +277,5 @@ class LoadEngine:
             task.cancel()
         pending = {driver, *self._tasks}
         await asyncio.wait(pending)
-        self._requester.abandon_all()
+        for requester in self._requesters:
+            requester.abandon_all()

@@ -112,22 +112,26 @@ async def preflight(config: BenchConfig) -> BenchConfig:
         cls = backend_class(config.backend)
     except ExtensionError as exc:
         raise ConfigError(f"backend: {exc}") from None
-    base = cls.base_url(config.target)
     api_key = config.api_key.get_secret_value() if config.api_key else None
     hint = f"(is --backend {config.backend} right for this target?)"
-    async with HttpClient(base, timeout_s=PREFLIGHT_TIMEOUT_S, api_key=api_key) as client:
-        model = config.model
-        if model is None:
-            names = await _list_models(client, cls, hint)
-            if not names:
-                raise PreflightError(f"{client.url(cls.models_path)} lists no models; pass --model")
-            model = names[0]
-        backend = make_backend(
-            config.backend,
-            model,
-            stream=config.stream,
-            ignore_eos=config.ignore_eos,
-            extra_body=config.extra_body,
-        )
-        await _probe(client, backend, hint)
+    model = config.model
+    # Every endpoint must answer before the load starts: a dead replica would otherwise be
+    # found out as a share of failed requests.
+    for url in config.targets:
+        base = cls.base_url(url)
+        async with HttpClient(base, timeout_s=PREFLIGHT_TIMEOUT_S, api_key=api_key) as client:
+            if model is None:
+                names = await _list_models(client, cls, hint)
+                if not names:
+                    where = client.url(cls.models_path)
+                    raise PreflightError(f"{where} lists no models; pass --model")
+                model = names[0]
+            backend = make_backend(
+                config.backend,
+                model,
+                stream=config.stream,
+                ignore_eos=config.ignore_eos,
+                extra_body=config.extra_body,
+            )
+            await _probe(client, backend, hint)
     return config.model_copy(update={"model": model})

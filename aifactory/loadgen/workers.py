@@ -88,13 +88,19 @@ async def run_worker(
     )
     api_key = cfg.api_key.get_secret_value() if cfg.api_key else None
     raise_fd_limit(spec.plan.pool_size)
-    base_url = backend_class(cfg.backend).base_url(cfg.target)
-    async with HttpClient(base_url, timeout_s=cfg.request_timeout_s, api_key=api_key) as client:
+    cls = backend_class(cfg.backend)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                HttpClient(cls.base_url(url), timeout_s=cfg.request_timeout_s, api_key=api_key)
+            )
+            for url in cfg.targets
+        ]
         engine = LoadEngine(
             spec.plan,
             backend=backend,
             prompts=prompts,
-            client=client,
+            clients=clients,
             sink=sink,
             start_ns=start_ns,
             worker_id=spec.worker_id,

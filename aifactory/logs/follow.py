@@ -37,6 +37,7 @@ from aifactory.logs.alerts import AlertScanner, Found
 from aifactory.logs.lines import Cut, Records, cut_records, irregular_sizes, record_sizes
 from aifactory.logs.sink import LogSink, Stored
 from aifactory.logs.state import Checkpoint, alert_id, batch_id
+from aifactory.shared.bus.publish import PublishRefused
 from aifactory.shared.executors.base import Executor
 from aifactory.shared.executors.files import JobFile
 from aifactory.shared.messages import FileId, LogAlert, LogLines, LogStream
@@ -303,8 +304,8 @@ class FileFollower:
         )
         try:
             stored = await self.sink.publish_lines(batch)
-        except MaxPayloadError:
-            if len(part) < 2:
+        except PublishRefused as exc:
+            if not isinstance(exc.__cause__, MaxPayloadError) or len(part) < 2:
                 raise
             half = len(part) // 2  # the server's max_payload is smaller than our batches
             await self._publish_part(part.slice(0, half))

@@ -13,7 +13,6 @@ import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aifactory.loadgen.remote.job import job_name, job_workdir, log_id
 from aifactory.logs.shipper import JobSpec
 from aifactory.shared.bus.topology import LOGS_MAX_AGE
 from aifactory.shared.executors.base import Executor, ExecutorError
@@ -49,7 +48,18 @@ def service_job(record: ServiceRecord) -> JobSpec | None:
 
 
 class BenchJobs:
-    """Finds the workers' job of each benchmark that has one, by its deterministic name."""
+    """Finds the workers' job of each benchmark that has one, by its deterministic name.
+
+    The names come from the load generator's job module, imported on first use: the load
+    generator's package is heavy (Arrow, NumPy), and a logs service of a stack that never
+    runs workers on other nodes should not pay for it at every (re)start.
+    """
+
+    @staticmethod
+    def log_id(benchmark_id: str) -> str:
+        from aifactory.loadgen.remote.job import log_id
+
+        return log_id(benchmark_id)
 
     def __init__(self, executor: Executor, settings: Settings) -> None:
         self.executor = executor
@@ -67,6 +77,8 @@ class BenchJobs:
         benchmark whose workers run inside the client service."""
         if not self.has_job(record):
             return None
+        from aifactory.loadgen.remote.job import job_name, job_workdir, log_id
+
         benchmark_id = record.benchmark_id
         job_id = self.job_ids.get(benchmark_id)
         if job_id is None:

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from aifactory.logs.follow import FileFollower, FollowConfig, NullObserver, Observer
 from aifactory.logs.sink import LogSink
 from aifactory.logs.state import eof_id
+from aifactory.shared.bus.publish import PublishRefused
 from aifactory.shared.executors.base import Executor, ExecutorError
 from aifactory.shared.messages import LogEof, LogStream, StreamEnd
 
@@ -45,6 +46,7 @@ FOLLOW_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     TimeoutError,
     NatsError,
+    PublishRefused,
     ExecutorError,
     ValidationError,
 )

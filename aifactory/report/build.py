@@ -95,9 +95,7 @@ def workload_view(anchor: str, name: str | None, loaded: LoadedResults) -> Workl
         notes.append(f"The benchmark ended in state '{summary.state.value}': figures are partial.")
     if not summary.runs:
         notes.append("The summary holds no run.")
-    charts = (
-        workload_charts(anchor, summary.runs, loaded.records_by_run) if loaded.has_records else []
-    )
+    charts = workload_charts(anchor, summary.runs, loaded.points) if loaded.has_records else []
     return WorkloadView(
         anchor=anchor,
         name=name,
@@ -144,6 +142,7 @@ def render_page(
             setup=view.setup_rows(extra),
             stat_columns=[header for _, header in view.STAT_COLUMNS],
             stage_columns=view.STAGE_COLUMNS,
+            fmt=view.fmt_value,
             generated=datetime.now(UTC).isoformat(timespec="seconds"),
             logs=logs,
             alerts=alerts,

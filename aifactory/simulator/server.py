@@ -22,6 +22,7 @@ from aifactory.simulator.engine import SlotScheduler
 from aifactory.simulator.http import Connection, HttpRequest
 from aifactory.simulator.latency import FaultInjector, LatencyModel
 from aifactory.simulator.metrics import CONTENT_TYPE, SimulatorMetrics
+from aifactory.simulator.pull import serve_pull
 from aifactory.simulator.render_ollama import (
     OllamaChatRenderer,
     OllamaGenerateRenderer,
@@ -77,6 +78,8 @@ class Simulator:
         self._clock: Clock | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
+        #: Models pulled through ``/api/pull`` (listed by ``/api/tags`` next to ``model``).
+        self.pulled: list[str] = []
         gen = self._generation
         version = b'{"version":"%s"}' % VERSION.encode()
         self._routes: dict[str, tuple[str, Route]] = {
@@ -88,6 +91,7 @@ class Simulator:
             "/health": ("GET", lambda c, r: c.respond(200, JSON, b"")),
             "/metrics": ("GET", self._metrics),
             "/api/tags": ("GET", self._tags),
+            "/api/pull": ("POST", lambda c, r: serve_pull(c, r, self.pulled.append)),
             "/api/version": ("GET", lambda c, r: c.respond(200, JSON, version)),
             "/version": ("GET", lambda c, r: c.respond(200, JSON, version)),
             "/": ("GET", lambda c, r: c.respond(200, TEXT, b"Ollama is running")),
@@ -199,22 +203,24 @@ class Simulator:
         conn.respond(200, METRICS_TYPE, self.metrics.render())
 
     def _tags(self, conn: Connection, req: HttpRequest) -> None:
-        model = self.config.model
         details = {
             "format": "simulated",
             "family": "simulator",
             "parameter_size": "0B",
             "quantization_level": "none",
         }
-        tag = {
-            "name": model,
-            "model": model,
-            "modified_at": created_at(self._started),
-            "size": 0,
-            "digest": "0" * 64,
-            "details": details,
-        }
-        conn.respond(200, JSON, orjson.dumps({"models": [tag]}))
+        tags = [
+            {
+                "name": model,
+                "model": model,
+                "modified_at": created_at(self._started),
+                "size": 0,
+                "digest": "0" * 64,
+                "details": details,
+            }
+            for model in dict.fromkeys([self.config.model, *self.pulled])
+        ]
+        conn.respond(200, JSON, orjson.dumps({"models": tags}))
 
 
 async def serve(config: SimulatorConfig, ready: Callable[[Simulator], None] | None = None) -> None:

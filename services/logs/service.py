@@ -46,14 +46,24 @@ class LogsService(ServiceProcess):
             observer=self.metrics,
         )
         self.metrics.follow(lambda: len(shipper.jobs), lambda: shipper.followed_files)
-        feed = RegistryFeed(shipper, BenchJobs(self.executor, self.settings), self.metrics)
+        feed = RegistryFeed(
+            shipper,
+            BenchJobs(self.executor, self.settings),
+            self.metrics,
+            reconnects=lambda: int(self.broker.connection.stats["reconnects"]),
+        )
         app = FastAPI(title="aifactory logs service")
         add_ops_routes(app, self.metrics.registry, lambda: bus_connected(self.broker))
         http = embedded_server(app, "127.0.0.1", self.settings.logs_port)
         tasks = [
             asyncio.create_task(shipper.run(), name="shipper"),
-            asyncio.create_task(feed.services(topology.services), name="services"),
-            asyncio.create_task(feed.benchmarks_watch(topology.benchmarks), name="benchmarks"),
+            asyncio.create_task(
+                feed.watch(topology.services, feed.service_entry, "services"), name="services"
+            ),
+            asyncio.create_task(
+                feed.watch(topology.benchmarks, feed.benchmark_entry, "benchmarks"),
+                name="benchmarks",
+            ),
             asyncio.create_task(feed.rescan(), name="rescan"),
             asyncio.create_task(http.serve(), name="http"),
         ]

@@ -19,17 +19,23 @@ from faststream.nats import NatsBroker
 from aifactory.services.server.metrics import ServerMetrics
 from aifactory.shared import subjects
 from aifactory.shared.bus import publish
+from aifactory.shared.connection import (
+    CONNECTION_FILE,
+    ConnectionFileError,
+    endpoints,
+    parse_connection,
+)
 from aifactory.shared.executors.base import Executor, ExecutorError, JobStatus
 from aifactory.shared.messages import (
     DeployCancel,
     DeployRequested,
-    Endpoint,
     JobEvent,
     ServiceReady,
     ServiceUnhealthy,
 )
 from aifactory.shared.messages.base import utcnow
 from aifactory.shared.recipes import Recipe, RecipeError, load_service_recipe
+from aifactory.shared.recipes.site import apply_site
 from aifactory.shared.registry import KVRegistry, RecordExists, ServiceRecord
 from aifactory.shared.render import render_script
 from aifactory.shared.settings import Settings
@@ -80,7 +86,10 @@ class Lifecycle:
             workdir=str(self.settings.effective_jobs_dir / cmd.service_id),
         )
         try:
-            recipe = load_service_recipe(cmd.recipe, self.settings.recipes_dir, cmd.overrides)
+            recipe = apply_site(
+                load_service_recipe(cmd.recipe, self.settings.recipes_dir, cmd.overrides),
+                self.settings,
+            )
         except RecipeError as exc:
             record.set_state(ServiceState.FAILED)
             record.reason = str(exc)
@@ -247,9 +256,9 @@ class Lifecycle:
             r.job_state = status.state
             r.reason = r.reason_with(status.reason)
             r.exit_code = status.exit_code
-            if status.nodes:
+            if status.nodes and list(status.nodes) != r.nodes:
                 r.nodes = list(status.nodes)
-                r.endpoints = self._endpoints(r)
+                r.endpoints = []  # (re)read from the job's connection file
             r.set_state(service_state_for(status.state, healthy=healthy))
             if status.state.is_active and r.started is None:
                 r.started = utcnow()
@@ -265,9 +274,33 @@ class Lifecycle:
             await self._publish_job(after, status)
         return after
 
-    def _endpoints(self, record: ServiceRecord) -> list[Endpoint]:
-        assert record.spec is not None, "a service with a job has its recipe"
-        return record.spec.endpoints(record.nodes)
+    async def discover_endpoints(self, record: ServiceRecord) -> ServiceRecord:
+        """Read the job's connection file (written once it has chosen its ports) and record
+        its endpoints; the record as it was while the file is not there yet."""
+        path = Path(record.workdir) / CONNECTION_FILE
+        try:
+            text = await self.executor.read(path)
+        except FileNotFoundError:
+            return record
+        except (OSError, ExecutorError) as exc:
+            log.warning("cannot read %s yet: %s", path, exc)
+            return record
+        try:
+            connection = parse_connection(text, source=str(path))
+        except ConnectionFileError as exc:
+            log.warning("%s", exc)  # a half-written file is never seen: it is renamed in
+            return record
+        if connection.job_id != record.job_id:
+            return record  # an earlier job's file; this job has not written its own yet
+        found = endpoints(connection, self.executor.endpoint_host)
+
+        def learn(r: ServiceRecord) -> ServiceRecord | None:
+            if r.state.is_terminal or r.endpoints == found:
+                return None
+            r.endpoints = found
+            return r
+
+        return await self.registry.update(record.service_id, learn)
 
     async def mark_ready(self, record: ServiceRecord) -> None:
         def ready(r: ServiceRecord) -> ServiceRecord | None:

@@ -105,6 +105,14 @@ class Tracker:
             return
         self._last_health[record.service_id] = now
         if not record.endpoints:
+            record = await self.lifecycle.discover_endpoints(record)
+        if not record.endpoints:
+            if self.lifecycle.health_deadline_passed(record, recipe.health.timeout):
+                await self.lifecycle.mark_unhealthy(
+                    record,
+                    f"no connection file within {recipe.health.timeout:g}s of the job "
+                    "starting: the job never got to choose its ports (see its output)",
+                )
             return
         problems = await probe_all(client, record.endpoints, recipe.health.path)
         if not problems:

@@ -153,6 +153,10 @@ class Executor(abc.ABC):
     async def cancel(self, job_id: str) -> None:
         """Ask the scheduler to end the job; cancelling an ended job is not an error."""
 
+    def endpoint_host(self, node: str) -> str:
+        """The address to dial a server on ``node`` at (the node name, for a scheduler)."""
+        return node
+
     async def nodes(self, job_id: str) -> list[str]:
         """Host names the job runs on (empty until it runs)."""
         status = (await self.states([job_id]))[job_id]

@@ -220,6 +220,10 @@ class LocalExecutor(Executor, name="local"):
         states = await self.states(specs)
         return [job_id for job_id, status in states.items() if not status.state.is_terminal]
 
+    def endpoint_host(self, node: str) -> str:
+        """Local jobs serve on this machine: loopback, whatever the host calls itself."""
+        return LOCAL_NODES[0]
+
     async def stop_with_stack(self) -> None:
         """Local jobs are this machine's processes: they end with the stack."""
         for job_id in await self.active_jobs():

@@ -119,9 +119,20 @@ def _placeholders(r: Recipe) -> list[Problem]:
     texts: list[tuple[str, str]] = [(f"command[{i}]", a) for i, a in enumerate(r.command or [])]
     texts += [(f"extra_args[{i}]", a) for i, a in enumerate(r.extra_args)]
     texts += [(f"environment.{k}", v) for k, v in r.environment.items()]
-    texts += [(f"apptainer.binds[{i}].source", b.source) for i, b in enumerate(r.apptainer.binds)]
     out: list[Problem] = []
     for path, text in texts:
         for name in unknown_placeholders(text, allowed):
             out.append((path, f"unknown placeholder {{{name}}}; valid placeholders: {shown}"))
+    # Ports are chosen when the job starts, after the container's binds are fixed.
+    static = [n for n in allowed if n != "port" and not n.startswith("ports.")]
+    shown_static = ", ".join("{" + n + "}" for n in static)
+    for i, bind in enumerate(r.apptainer.binds):
+        for name in unknown_placeholders(bind.source, static):
+            out.append(
+                (
+                    f"apptainer.binds[{i}].source",
+                    f"unknown placeholder {{{name}}} (ports are not known yet where binds "
+                    f"are set); valid placeholders: {shown_static}",
+                )
+            )
     return out

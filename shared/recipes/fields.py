@@ -9,6 +9,7 @@ which no shell string can hold; everything else about them is handled by quoting
 from __future__ import annotations
 
 import re
+import shlex
 from enum import StrEnum
 from typing import Annotated
 
@@ -165,3 +166,35 @@ HealthPath = Annotated[
 ]
 ContainerPath = Annotated[str, AfterValidator(_absolute_container_path)]
 BindSource = Annotated[str, AfterValidator(_bind_source)]
+
+
+def _split_command(value: object) -> object:
+    """``"module load Apptainer"`` → ``["module", "load", "Apptainer"]`` (shell-like split,
+    once, here: the words are then quoted one by one, so nothing is ever evaluated)."""
+    if isinstance(value, str):
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot split into words: {exc}") from exc
+        if not words:
+            raise ValueError("an empty command")
+        return words
+    return value
+
+
+def _command_name(words: list[str]) -> list[str]:
+    if not words:
+        raise ValueError("an empty command")
+    if not re.fullmatch(r"[A-Za-z0-9_./][A-Za-z0-9_./+-]*", words[0]):
+        raise ValueError(f"{words[0]!r} is not a command name")
+    return words
+
+
+#: A command run before the payload (``module load Apptainer``), as words or one string. It
+#: runs as data: each word is quoted, so no value can add a command, a pipe or a variable.
+SetupCommand = Annotated[list[Text], BeforeValidator(_split_command), AfterValidator(_command_name)]
+
+
+#: A model a server pulls at start (Ollama's ``name:tag``, ``namespace/name:tag``): no
+#: quotes, spaces or backslashes, so it can sit inside the JSON of a pull request.
+ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-_TOKEN = re.compile(
+TOKEN_RE = re.compile(
     r"\{\{(?P<escaped>[a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)?)\}\}"
     r"|\{(?P<name>[a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)?)\}"
 )
@@ -28,7 +28,7 @@ STATIC_NAMES = ("port", "workdir", "service_id", "model")
 
 def placeholders(text: str) -> list[str]:
     """Names referenced by ``text`` (escaped ``{{name}}`` excluded), in order."""
-    return [m.group("name") for m in _TOKEN.finditer(text) if m.group("name")]
+    return [m.group("name") for m in TOKEN_RE.finditer(text) if m.group("name")]
 
 
 def allowed_names(port_names: Iterable[str], *, has_model: bool) -> list[str]:
@@ -53,4 +53,4 @@ def substitute(text: str, values: Mapping[str, str]) -> str:
             raise KeyError(f"placeholder {{{name}}} has no value")
         return values[name]
 
-    return _TOKEN.sub(repl, text)
+    return TOKEN_RE.sub(repl, text)

@@ -8,7 +8,6 @@ would bypass the checks. Rules that involve several fields live in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
@@ -18,7 +17,6 @@ from aifactory.shared.messages.jobs import Endpoint
 from aifactory.shared.recipes.checks import cross_field_problems
 from aifactory.shared.recipes.errors import (
     FIELDS_ERROR_TYPE,
-    FieldError,
     RecipeError,
     from_validation_error,
 )
@@ -33,10 +31,12 @@ from aifactory.shared.recipes.fields import (
     Identifier,
     Image,
     Memory,
+    ModelName,
     Name,
     Port,
     PortName,
     Runtime,
+    SetupCommand,
     TemplateName,
     Text,
     TimeLimit,
@@ -130,11 +130,15 @@ class Recipe(StrictModel):
     image: Image | None = None
     container_def: ContainerDef | None = None
     model: Text | None = None
+    #: Models the server pulls before it counts as ready (template ``ollama``).
+    models: list[ModelName] = Field(default_factory=list)
     command: list[Text] | None = None
     extra_args: list[Text] = Field(default_factory=list)
     #: At least one, except for ``client`` recipes (load generators listen on nothing).
     ports: dict[PortName, Port] = Field(default_factory=dict)
     environment: dict[EnvName, Text] = Field(default_factory=dict)
+    #: Commands run before the payload (after the site's own), e.g. ``module load X``.
+    setup: list[SetupCommand] = Field(default_factory=list)
     #: Names of secret variables the job inherits from the submit environment.
     secrets_env: list[EnvName] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
@@ -172,6 +176,11 @@ class Recipe(StrictModel):
         return template_named(self.template_name)
 
     @property
+    def main_port_name(self) -> str:
+        """``http`` when declared, else the first port's name (the one health checks use)."""
+        return "http" if "http" in self.ports else next(iter(self.ports), "")
+
+    @property
     def main_port(self) -> int:
         """The port named ``http``, else the first one declared; 0 for a port-less client.
 
@@ -182,41 +191,30 @@ class Recipe(StrictModel):
         return self.ports.get("http", next(iter(self.ports.values())))
 
     @property
-    def replica_count(self) -> int:
+    def replicas_per_node(self) -> int:
         if self.replicas is None:
             return 1
         return self.resources.gpu // self.replicas.gpu_per_replica
 
+    @property
+    def replica_count(self) -> int:
+        """Servers in the job: one, or ``replicas_per_node`` on each of its nodes."""
+        if self.replicas is None:
+            return 1
+        return self.replicas_per_node * self.resources.nodes
+
     def replica_ports(self) -> list[int]:
-        """Ports servers listen on; none for a recipe without ports (a client)."""
+        """The port each server wants (each node has its own ports: the same on every node);
+        none for a recipe without ports (a client)."""
         if not self.ports:
             return []
         if self.replicas is None:
             return [self.main_port]
-        return [self.replicas.base_port + i for i in range(self.replica_count)]
-
-    def endpoints(self, nodes: Sequence[str]) -> list[Endpoint]:
-        """Endpoints once the job runs on ``nodes`` (SLURM order; the first runs the script).
-
-        Replicas all live on the first node on consecutive ports; a Ray cluster is served
-        by its head (the first node) only; anything else is one server on the main port.
-        """
-        hosts = [h for h in nodes if h]
-        if not hosts:
-            raise RecipeError([FieldError(path="nodes", reason="no host to build endpoints on")])
-        host = hosts[0]
-        return [
-            Endpoint(host=host, port=port, url=_url(host, port), replica=i)
-            for i, port in enumerate(self.replica_ports())
-        ]
+        per = self.replicas_per_node
+        return [self.replicas.base_port + i % per for i in range(self.replica_count)]
 
     def health_url(self, endpoint: Endpoint) -> str:
         return endpoint.url + self.health.path
-
-
-def _url(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return f"http://{shown}:{port}"
 
 
 def validate_recipe(data: Any, *, source: str | None = None) -> Recipe:

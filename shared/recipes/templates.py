@@ -75,6 +75,8 @@ class ScriptTemplate:
             )
         if r.distributed.ray:
             out.append(("distributed.ray", "only supported by template vllm-multinode"))
+        if r.models and self.name != "ollama":
+            out.append(("models", f"only pulled by template ollama, not {self.name}"))
         return out
 
 

@@ -31,12 +31,14 @@ from aifactory.shared.recipes.schema import Recipe
 from aifactory.shared.recipes.templates import TEMPLATES
 from aifactory.shared.render.shell import (
     SHELL_NAME_RE,
+    Raw,
     RenderError,
     plain,
     quote,
     shell_name,
     words,
 )
+from aifactory.shared.render.words import port_var, replica_port_var, shell_word
 
 #: Marker comments around the ``export`` lines, so tools (and tests) can find them.
 ENV_BEGIN = "# >>> aifactory environment >>>"
@@ -46,14 +48,29 @@ _SERVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class ReplicaSlot(BaseModel):
-    """One server process of the job: its port and its slice of the node's GPUs."""
+    """One server process of the job: its wanted port and its slice of the node's GPUs."""
 
     model_config = ConfigDict(frozen=True)
 
     index: int
+    #: Which node of the job (0: the one running the batch script) it runs on.
+    node: int
     port: int
     gpu_offset: int
     gpu_count: int
+
+
+class PortSlot(BaseModel):
+    """A named port of the recipe: the one wanted, and the variable holding the one chosen."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str
+    wanted: int
+    var: str
+    #: ``"${var}"``: the port as a shell word; ``inline``: ``${var}`` inside double quotes.
+    ref: Raw
+    inline: Raw
 
 
 @functools.cache
@@ -113,41 +130,66 @@ def _check_inputs(
 
 def _replicas(recipe: Recipe) -> list[ReplicaSlot]:
     per = recipe.replicas.gpu_per_replica if recipe.replicas else recipe.resources.gpu
+    on_node = recipe.replicas_per_node
     return [
-        ReplicaSlot(index=i, port=port, gpu_offset=i * per, gpu_count=per)
+        ReplicaSlot(
+            index=i,
+            node=i // on_node,
+            port=port,
+            gpu_offset=(i % on_node) * per,
+            gpu_count=per,
+        )
         for i, port in enumerate(recipe.replica_ports())
+    ]
+
+
+def _ports(recipe: Recipe) -> list[PortSlot]:
+    return [
+        PortSlot(
+            name=n,
+            wanted=p,
+            var=port_var(n),
+            ref=Raw('"${' + port_var(n) + '}"'),
+            inline=Raw("${" + port_var(n) + "}"),
+        )
+        for n, p in recipe.ports.items()
     ]
 
 
 def _context(
     recipe: Recipe, job_name: str, workdir: Path, service_id: str, extra_env: Mapping[str, str]
 ) -> dict[str, Any]:
-    base_values = {"workdir": str(workdir), "service_id": service_id}
-    base_values |= {f"ports.{name}": str(port) for name, port in recipe.ports.items()}
+    static = {"workdir": str(workdir), "service_id": service_id}
     if recipe.model is not None:
-        base_values["model"] = recipe.model
+        static["model"] = recipe.model
+    # Ports are chosen when the job starts: placeholders for them become variable references.
+    named = {f"ports.{name}": port_var(name) for name in recipe.ports}
+    main = {"port": port_var(recipe.main_port_name)} if recipe.ports else {}
 
-    def resolve(text: str, port: int) -> str:
-        return substitute(text, {**base_values, "port": str(port)})
+    def runtime_ports(replica: ReplicaSlot | None) -> dict[str, str]:
+        if replica is None:  # a port-less job (load workers): no {port} passed validation
+            return named
+        return {**named, "port": replica_port_var(replica.index)}
 
-    def argv(port: int) -> list[str]:
-        return [resolve(a, port) for a in [*(recipe.command or []), *recipe.extra_args]]
+    def argv(replica: ReplicaSlot | None = None) -> list[Raw]:
+        args = [*(recipe.command or []), *recipe.extra_args]
+        return [shell_word(a, static, runtime_ports(replica)) for a in args]
 
-    def extra_args(port: int) -> list[str]:
-        return [resolve(a, port) for a in recipe.extra_args]
+    def extra_args(replica: ReplicaSlot | None = None) -> list[Raw]:
+        return [shell_word(a, static, runtime_ports(replica)) for a in recipe.extra_args]
 
-    env = {
+    env: dict[str, str] = {
         "AIFACTORY_SERVICE_ID": service_id,
         "AIFACTORY_RECIPE": recipe.ref,
         "AIFACTORY_JOB_NAME": job_name,
     }
-    env |= {k: resolve(v, recipe.main_port) for k, v in recipe.environment.items()}
+    env |= {k: shell_word(v, static, {**named, **main}) for k, v in recipe.environment.items()}
     env |= dict(extra_env)
 
     binds: list[str] = []
     bind_dirs: list[str] = []
     for i, bind in enumerate(recipe.apptainer.binds):
-        source = resolve(bind.source, recipe.main_port)
+        source = substitute(bind.source, static)
         if ":" in source or "," in source:
             raise RenderError(
                 f"apptainer.binds[{i}].source",
@@ -172,6 +214,12 @@ def _context(
         "secrets": list(recipe.secrets_env),
         "gres": res.gres,
         "replicas": _replicas(recipe),
+        # Nodes that run replicas (several: each claims its own ports and reports them).
+        "replica_nodes": max((s.node for s in _replicas(recipe)), default=0) + 1,
+        # Other nodes run this same script (saved here by the executor) for their replicas.
+        "script_path": str(workdir / f"{job_name}.sh"),
+        "ports": _ports(recipe),
+        "main_port_name": recipe.main_port_name if recipe.ports else "",
         "default_gpus": ",".join(str(i) for i in range(res.gpu)) or "0",
         "container": {
             "mode": recipe.apptainer.mode.value,

@@ -36,7 +36,7 @@ def test_up_deploy_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{stack.service_port}/").status_code == 200
         assert "running" in stack.cli("services", "ls", timeout=30).stdout
         service_id = deploy.stdout.split("deploy requested: service ", 1)[1].split()[0]
-        output = stack.cli("services", "logs", service_id, "-n", "5", timeout=30)
+        output = stack.cli("services", "logs", service_id, "-n", "20", timeout=30)
         assert "aifactory: job" in output.stdout, output.stdout + output.stderr
         bad = stack.cli("deploy", "inference/httpserver", "--set", "resources.gpus=1", timeout=30)
         assert bad.returncode != 0

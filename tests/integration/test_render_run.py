@@ -14,11 +14,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+from aifactory.shared.connection import (
+    JobConnection,
+    connection_path,
+    endpoints,
+    parse_connection,
+)
 from aifactory.shared.recipes import (
     list_recipes,
     load_recipe,
 )
-from tests.conftest import need_tool
+from aifactory.shared.recipes.schema import Recipe
+from tests.conftest import need, need_tool
 from tests.shellkit import (
     NATIVE,
     REPO,
@@ -245,40 +252,78 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_simulator_recipe_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
-    exe = simulator_cli()
-    if exe is None:
-        pytest.skip("the `aifactory simulate` command is not available in this checkout yet")
-    port = free_port()
-    recipe = load_recipe("inference/simulator", ROOT, {"ports": {"http": port}})
-    script = write(tmp_path / "job.sh", render(recipe, tmp_path / "work"))
-    env = {"PATH": f"{Path(exe).parent}:{os.environ['PATH']}", "HOME": str(tmp_path)}
-    proc = subprocess.Popen(
+def _start_job(script: Path, cwd: Path, exe: str) -> subprocess.Popen[bytes]:
+    env = {"PATH": f"{Path(exe).parent}:{os.environ['PATH']}", "HOME": str(cwd)}
+    return subprocess.Popen(
         [need_tool("bash"), str(script)],
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def _wait_healthy(recipe: Recipe, workdir: Path, proc: subprocess.Popen[bytes]) -> JobConnection:
+    """The job's connection file, once the server it names answers its health path."""
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, "the job exited early"
+        assert time.monotonic() < deadline, "the job never became healthy"
+        try:
+            connection = parse_connection(connection_path(workdir).read_text())
+            [endpoint] = endpoints(connection, lambda node: "127.0.0.1")
+            if httpx.get(recipe.health_url(endpoint), timeout=1).status_code == 200:
+                return connection
+        except (FileNotFoundError, httpx.TransportError):
+            pass
+        time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_simulator_recipe_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    exe = simulator_cli()
+    need(exe is not None, "the `aifactory simulate` command in this environment")
+    assert exe is not None
+    port = free_port()
+    recipe = load_recipe("inference/simulator", ROOT, {"ports": {"http": port}})
+    script = write(tmp_path / "job.sh", render(recipe, tmp_path / "work"))
+    proc = _start_job(script, tmp_path, exe)
     try:
-        [endpoint] = recipe.endpoints(["127.0.0.1"])
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, "the simulator job exited early"
-            try:
-                if httpx.get(recipe.health_url(endpoint), timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the simulator never became healthy"
-            time.sleep(0.2)
+        connection = _wait_healthy(recipe, tmp_path / "work", proc)
+        assert connection.ports == {"http": port}  # the wanted port, free, is the one used
+        assert connection.pid == proc.pid and connection.job_id == "local"
         # `exec`: the job's own pid is now the server, so scancel's SIGTERM reaches it.
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
         assert b"simulate" in cmdline
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop(proc)
+
+
+def test_three_jobs_wanting_one_port_start_together_on_three(tmp_path: Path) -> None:
+    exe = simulator_cli()
+    need(exe is not None, "the `aifactory simulate` command in this environment")
+    assert exe is not None
+    port = free_port()
+    recipe = load_recipe("inference/simulator", ROOT, {"ports": {"http": port}})
+    procs = []
+    try:
+        for i in range(3):
+            script = write(tmp_path / f"job{i}.sh", render(recipe, tmp_path / f"work{i}"))
+            procs.append(_start_job(script, tmp_path, exe))
+        chosen = [
+            _wait_healthy(recipe, tmp_path / f"work{i}", proc).ports["http"]
+            for i, proc in enumerate(procs)
+        ]
+        assert len(set(chosen)) == 3 and port in chosen, chosen
+        assert all(port <= c < port + 1000 for c in chosen)
+    finally:
+        for proc in procs:
+            _stop(proc)

@@ -46,6 +46,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [(r.ref, {}) for r in list_recipes(
     ("inference/vllm-single-node", {"resources": {"gpu": 0}, **NATIVE}),
     ("inference/vllm-replicas", {"resources": {"gpu": 8}, "replicas": {"gpu_per_replica": 2}}),
     ("inference/vllm-replicas", NATIVE),
+    ("inference/vllm-replicas", {"resources": {"nodes": 3, "gpu": 4}}),
     ("inference/vllm-multinode", {"resources": {"nodes": 4, "gpu_type": "a100"}}),
     ("inference/vllm-multinode", NATIVE),
     ("inference/ollama", {"resources": {"gpu": 0}, "secrets_env": ["OLLAMA_KEY"]}),
@@ -177,7 +178,7 @@ def test_apptainer_invocation_with_gpus_and_inherited_secret(tmp_path: Path) -> 
     assert argv == [
         "exec",
         "--nv",
-        "docker://vllm/vllm-openai:v0.6.3",
+        "docker://vllm/vllm-openai:v0.33.0",
         "vllm",
         "serve",
         "facebook/opt-125m",

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import nats
@@ -25,43 +22,20 @@ from aifactory.shared.recipes import load_recipe
 from aifactory.shared.registry import KVRegistry, ServiceRecord
 from aifactory.shared.settings import Settings
 from aifactory.shared.states import JobState, ServiceState
-from tests.conftest import need
 from tests.integration.server_stack import (
     ServerProcess,
     api_client,
     wait_for_state,
     write_test_recipes,
 )
+from tests.integration.slurmkit import slurm_up, squeue
 
 pytestmark = [pytest.mark.slurm, pytest.mark.nats]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def slurm_up() -> None:
-    ok = shutil.which("sinfo") is not None
-    if ok:
-        out = subprocess.run(
-            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10
-        )
-        ok = out.returncode == 0 and any(
-            s.startswith(("idle", "mix", "alloc")) for s in out.stdout.split()
-        )
-    need(ok, "a running SLURM cluster (sudo deploy/local-slurm/up.sh)")
-
-
-def squeue(*args: str) -> list[str]:
-    out = subprocess.run(["squeue", "-h", *args], capture_output=True, text=True, timeout=20)
-    assert out.returncode == 0, out.stderr
-    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
-
-
-@pytest.fixture
-def jobs_dir() -> Iterator[Path]:
-    # Jobs run as root on the local cluster; any local directory is visible to them.
-    path = Path(f"/tmp/aifactory-test-jobs-{os.getpid()}-{time.monotonic_ns()}")
-    path.mkdir(parents=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def _slurm() -> None:
+    slurm_up()
 
 
 async def test_deploy_on_slurm_goes_pending_starting_running_then_cancel(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from aifactory.shared.connection import ConnectionFileError, endpoints, parse_connection
 from aifactory.shared.recipes import (
     Category,
     FieldError,
@@ -151,34 +153,51 @@ def test_recipe_is_frozen() -> None:
         recipe.resources.gpu = 8  # type: ignore[misc]
 
 
-# -- endpoints ---------------------------------------------------------------------------
+# -- endpoints: from the job's connection file ---------------------------------------------
 
 
-def test_endpoints_single_replicas_multinode() -> None:
+def connection(*replicas: tuple[int, str, int]) -> str:
+    return json.dumps(
+        {
+            "job_id": "42",
+            "host": replicas[0][1],
+            "pid": 7,
+            "started": "2026-01-01T00:00:00Z",
+            "ports": {"http": replicas[0][2]},
+            "replicas": [{"index": i, "host": h, "port": p} for i, h, p in replicas],
+        }
+    )
+
+
+def test_endpoints_come_from_the_ports_the_job_chose() -> None:
+    conn = parse_connection(connection((0, "gpu01", 8000), (1, "gpu01", 8003), (2, "gpu02", 8000)))
+    eps = endpoints(conn, lambda node: node)
+    assert [(e.host, e.port, e.url, e.replica) for e in eps] == [
+        ("gpu01", 8000, "http://gpu01:8000", 0),
+        ("gpu01", 8003, "http://gpu01:8003", 1),
+        ("gpu02", 8000, "http://gpu02:8000", 2),
+    ]
     single = load_recipe("inference/vllm-single-node", ROOT)
-    [ep] = single.endpoints(["gpu01"])
-    assert (ep.host, ep.port, ep.url, ep.replica) == ("gpu01", 8000, "http://gpu01:8000", 0)
-    assert single.health_url(ep) == "http://gpu01:8000/health"
-
-    replicas = load_recipe("inference/vllm-replicas", ROOT, {"resources": {"gpu": 8}})
-    eps = replicas.endpoints(["gpu01", "gpu02"])
-    assert [e.url for e in eps] == [f"http://gpu01:{8000 + i}" for i in range(8)]
-    assert [e.replica for e in eps] == list(range(8))
-
-    multi = load_recipe("inference/vllm-multinode", ROOT)
-    assert [e.url for e in multi.endpoints(["gpu03", "gpu04"])] == ["http://gpu03:8000"]
-
-    qdrant = load_recipe("vector-db/qdrant", ROOT)
-    [ep] = qdrant.endpoints(["cpu01"])
-    assert qdrant.health_url(ep) == "http://cpu01:6333/readyz"
+    assert single.health_url(eps[0]) == "http://gpu01:8000/health"
+    local = endpoints(conn, lambda node: "127.0.0.1")
+    assert {e.host for e in local} == {"127.0.0.1"}
+    assert endpoints(parse_connection(connection((0, "::1", 9001))), str)[0].url == (
+        "http://[::1]:9001"
+    )
 
 
-def test_endpoints_main_port_and_ipv6() -> None:
+@pytest.mark.parametrize(
+    "text",
+    ["", "{", '{"job_id": "1"}', connection((0, "h", 0)), connection((0, "", 80))],
+)
+def test_a_bad_connection_file_is_an_error_naming_it(text: str) -> None:
+    with pytest.raises(ConnectionFileError, match=r"connection\.json"):
+        parse_connection(text)
+
+
+def test_main_port_is_http_else_the_first() -> None:
     recipe = validate_recipe({**MINIMAL, "ports": {"grpc": 9001, "metrics": 9002}})
-    assert recipe.main_port == 9001
-    assert recipe.endpoints(["::1"])[0].url == "http://[::1]:9001"
-    with pytest.raises(RecipeError):
-        recipe.endpoints([])
+    assert (recipe.main_port, recipe.main_port_name) == (9001, "grpc")
 
 
 def test_default_template_by_category() -> None:

@@ -62,10 +62,11 @@ def test_gpu_override_gives_gres_and_nv() -> None:
     script = render("inference/vllm-single-node", parse_set_options(["resources.gpu=4"]))
     assert "#SBATCH --gres=gpu:4\n" in script
     assert launcher(script)[:3] == ["apptainer", "exec", "--nv"]
-    assert launcher(script)[-1] == "docker://vllm/vllm-openai:v0.6.3"
+    assert launcher(script)[-1] == "docker://vllm/vllm-openai:v0.33.0"
     words = launch_line(script)
     assert words[:5] == ["exec", "${launcher[@]}", "vllm", "serve", "facebook/opt-125m"]
-    assert words[words.index("--port") + 1] == "8000"
+    assert words[words.index("--port") + 1] == "${aif_replica_port[0]}"
+    assert "aif_replica_port[0]=$(aif_claim_port 8000)" in script  # wanted first
 
 
 def test_gpu_type_partition_account_qos() -> None:
@@ -84,21 +85,25 @@ def test_no_gpu_no_nv_and_binds() -> None:
     assert f"{WORKDIR}/qdrant/storage:/qdrant/storage" in words
     assert words[words.index("--pwd") + 1] == "/qdrant" and "--writable-tmpfs" in words
     assert f"mkdir -p -- {WORKDIR}/qdrant/storage" in script
-    assert "export QDRANT__SERVICE__HTTP_PORT=6333" in script
-    assert "export QDRANT__SERVICE__GRPC_PORT=6334" in script
+    # Ports are chosen at job start; the environment refers to the chosen ones.
+    assert 'export QDRANT__SERVICE__HTTP_PORT="${aif_port_http}"' in script
+    assert 'export QDRANT__SERVICE__GRPC_PORT="${aif_port_grpc}"' in script
+    assert "aif_port_grpc=$(aif_claim_port 6334)" in script
 
 
 def test_apptainer_run_mode_passes_args_to_runscript() -> None:
     script = render("inference/ollama")
     assert launcher(script)[:3] == ["apptainer", "run", "--nv"]
-    assert launch_line(script)[2:] == ["serve"]
-    assert "export OLLAMA_HOST=0.0.0.0:11434" in script
+    assert launch_line(script)[1:] == ["serve", "&"]  # in the background: models first
+    assert 'export OLLAMA_HOST=0.0.0.0:"${aif_port_http}"' in script
 
 
 def test_native_recipes_substitute_placeholders() -> None:
-    sim = launch_line(render("inference/simulator", {"ports": {"http": 9123}}))
+    script = render("inference/simulator", {"ports": {"http": 9123}})
+    sim = launch_line(script)
     assert sim[:4] == ["exec", "${launcher[@]}", "aifactory", "simulate"]
-    assert sim[sim.index("--port") + 1] == "9123"
+    assert sim[sim.index("--port") + 1] == "${aif_replica_port[0]}"
+    assert "aif_replica_port[0]=$(aif_claim_port 9123)" in script
     assert sim[sim.index("--model") + 1] == "simulated-llm"
     chroma = launch_line(render("vector-db/chroma"))
     assert chroma[chroma.index("--path") + 1] == f"{WORKDIR}/chroma-data"
@@ -110,7 +115,9 @@ def test_replicas_one_server_per_gpu_group() -> None:
     servers = [ln for ln in script.splitlines() if "vllm serve" in ln]
     assert len(servers) == 4 and all(ln.endswith(" &") for ln in servers)
     ports = [shlex.split(ln)[shlex.split(ln).index("--port") + 1] for ln in servers]
-    assert ports == ["9000", "9001", "9002", "9003"]
+    assert ports == [f"${{aif_replica_port[{i}]}}" for i in range(4)]
+    for i in range(4):
+        assert f"aif_replica_port[{i}]=$(aif_claim_port {9000 + i})" in script
     assert 'devices=$(IFS=,; echo "${gpus[*]:6:2}")' in script
     assert "trap on_signal TERM INT" in script and "wait -n" in script
     assert "exec " not in "\n".join(servers)

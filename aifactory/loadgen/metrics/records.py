@@ -42,6 +42,7 @@ class RequestRecord:
     error: ErrorType | None = None
     error_message: str | None = None
     http_status: int | None = None
+    endpoint: int = 0  # which of the config's targets it went to (round-robin)
 
     @property
     def ok(self) -> bool:

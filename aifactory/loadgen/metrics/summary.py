@@ -18,7 +18,7 @@ from aifactory.loadgen.messages import WorkerReport
 from aifactory.loadgen.metrics.records import RequestRecord
 from aifactory.loadgen.metrics.stats import describe
 from aifactory.loadgen.scheduler.plan import RunPlan
-from aifactory.shared.results import ErrorType, LoopKind, RunSummary
+from aifactory.shared.results import EndpointSummary, ErrorType, LoopKind, RunSummary
 from aifactory.shared.states import BenchState
 from aifactory.shared.workload import SloConfig
 
@@ -33,7 +33,7 @@ def meets_slo(rec: RequestRecord, slo: SloConfig) -> bool:
     return not (slo.e2el_ms is not None and (rec.e2e_ms is None or rec.e2e_ms > slo.e2el_ms))
 
 
-def _rate(count: float, seconds: float | None) -> float | None:
+def rate(count: float, seconds: float | None) -> float | None:
     if seconds is None or seconds <= 0:
         return None
     return count / seconds
@@ -46,7 +46,9 @@ def summarize_run(
     slo: SloConfig,
     *,
     state: BenchState,
+    targets: Sequence[str] = (),
 ) -> RunSummary:
+    """``targets``: the config's base URLs; with several, per-endpoint figures are added."""
     measured = [r for r in records if not r.warmup]
     warm = len(records) - len(measured)
     ok = [r for r in measured if r.ok]
@@ -83,11 +85,11 @@ def summarize_run(
         last_send_s=last_send,
         last_response_s=last_resp,
         duration_s=duration,
-        achieved_rate=_rate(len(measured), send_window),
-        request_throughput=_rate(len(ok), duration),
-        output_token_throughput=_rate(sum(out_tokens), duration),
-        total_token_throughput=_rate(sum(out_tokens) + sum(in_tokens), duration),
-        goodput=_rate(good, duration) if good is not None else None,
+        achieved_rate=rate(len(measured), send_window),
+        request_throughput=rate(len(ok), duration),
+        output_token_throughput=rate(sum(out_tokens), duration),
+        total_token_throughput=rate(sum(out_tokens) + sum(in_tokens), duration),
+        goodput=rate(good, duration) if good is not None else None,
         goodput_requests=good,
         slo=slo,
         ttft_ms=describe(r.ttft_ms for r in ok if r.ttft_ms is not None),
@@ -107,4 +109,27 @@ def summarize_run(
         cpu_ms_per_request=cpu * 1000 / len(records) if records else None,
         preemptions=sum(w.preemptions for w in reports),
         worker_pids=[w.pid for w in reports],
+        endpoints=_per_endpoint(measured, targets, duration) if len(targets) > 1 else [],
     )
+
+
+def _per_endpoint(
+    measured: Sequence[RequestRecord], targets: Sequence[str], duration: float | None
+) -> list[EndpointSummary]:
+    out = []
+    for index, url in enumerate(targets):
+        mine = [r for r in measured if r.endpoint == index]
+        ok = [r for r in mine if r.ok]
+        out.append(
+            EndpointSummary(
+                index=index,
+                url=url,
+                requests_sent=len(mine),
+                requests_ok=len(ok),
+                requests_failed=len(mine) - len(ok),
+                request_throughput=rate(len(ok), duration),
+                ttft_ms=describe(r.ttft_ms for r in ok if r.ttft_ms is not None),
+                e2el_ms=describe(r.e2e_ms for r in ok if r.e2e_ms is not None),
+            )
+        )
+    return out

@@ -19,6 +19,7 @@ from typing import Any
 from aifactory.loadgen.errors import ConfigError
 from aifactory.shared.executors.base import Executor
 from aifactory.shared.recipes import RecipeError, load_recipe
+from aifactory.shared.recipes.site import apply_site
 from aifactory.shared.render import render_script
 from aifactory.shared.settings import Settings
 from aifactory.shared.workload import BenchConfig, ProfileKind
@@ -130,17 +131,13 @@ def render_loadgen(
     }
     if config.worker_partition is not None:
         resources["partition"] = config.worker_partition
-    for key in ("account", "qos"):
-        value = getattr(settings.slurm, key)
-        if value is not None:
-            resources[key] = value
     try:
         base = load_recipe(LOADGEN_RECIPE, settings.recipes_dir)
         overrides: dict[str, Any] = {
             "resources": resources,
             "command": worker_command(list(base.command or [])),
         }
-        recipe = load_recipe(LOADGEN_RECIPE, settings.recipes_dir, overrides)
+        recipe = apply_site(load_recipe(LOADGEN_RECIPE, settings.recipes_dir, overrides), settings)
         return render_script(
             recipe,
             job_name=job_name(benchmark_id),

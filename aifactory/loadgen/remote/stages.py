@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 
 from aifactory.loadgen.errors import LoadgenError
 from aifactory.loadgen.messages import WorkerSpec
-from aifactory.loadgen.metrics.summary import summarize_run
+from aifactory.loadgen.metrics.columns import summarize_file
 from aifactory.loadgen.remote.board import Board
 from aifactory.loadgen.remote.protocol import WorkControl, WorkOrder, control_key, order_key
 from aifactory.loadgen.remote.topology import purge_read
@@ -246,8 +246,15 @@ class RemoteRun:
             )
         self.board.collector.emit_window()
         state = BenchState.CANCELLED if stopped_at is not None else BenchState.COMPLETED
-        return summarize_run(
-            plan, self.board.collector.stage_records, reports, self.config.slo, state=state
+        path = self.board.collector.end_stage()
+        assert path is not None, "the stage began with a records file"
+        return summarize_file(
+            path,
+            plan,
+            reports,
+            self.config.slo,
+            state=state,
+            targets=self.config.targets,
         )
 
     async def release(self, finished: bool) -> None:
@@ -284,6 +291,9 @@ class PurgeRead:
         if seq <= self._done_seq or time.monotonic() - self._last < PURGE_EVERY_S:
             return
         self._last = time.monotonic()
+        # Only what is on disk leaves the stream: the records read up to ``seq`` are
+        # flushed (a complete, fsynced file) before the stream drops them.
+        self.board.collector.flush()
         try:
             await purge_read(self.js, self.bid, seq + 1)
             self._done_seq = seq

@@ -1,4 +1,4 @@
-"""``vllm-replicas``: one vLLM per group of GPUs on one node, on consecutive ports."""
+"""``vllm-replicas``: one vLLM per group of GPUs, on every node of the job."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ if TYPE_CHECKING:
 
 
 class VllmReplicas(Vllm, name="vllm-replicas"):
+    """``gpu // gpu_per_replica`` servers on each of ``nodes`` nodes, one endpoint each."""
+
     def problems(self, r: Recipe) -> list[Problem]:
-        out = [p for p in super().problems(r) if p[0] != "replicas"]
+        relaxed = ("replicas", "resources.nodes")
+        out = [p for p in super().problems(r) if p[0] not in relaxed]
         if r.replicas is None:
             out.append(("replicas", f"required by template {self.name}"))
             return out

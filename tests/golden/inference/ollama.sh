@@ -9,7 +9,7 @@
 #SBATCH --gres=gpu:1
 #
 # Rendered by aifactory: recipe inference/ollama (version 1),
-# template inference, runtime apptainer, service svc-golden.
+# template ollama, runtime apptainer, service svc-golden.
 # Kept beside the job output for debugging; re-render it rather than edit it.
 
 set -euo pipefail
@@ -19,23 +19,142 @@ echo "aifactory: job ${SLURM_JOB_ID:-local} of service svc-golden (inference/oll
 mkdir -p -- /scratch/aifactory/jobs/svc-golden
 cd -- /scratch/aifactory/jobs/svc-golden
 
+# >>> aifactory ports >>>
+aif_claims="${TMPDIR:-/tmp}/aifactory-ports-$(id -u)"
+[[ -d $aif_claims ]] || mkdir -m 700 -- "$aif_claims"
+if [[ -L $aif_claims || ! -O $aif_claims ]]; then
+  echo "aifactory: $aif_claims is not a folder of yours; remove it" >&2
+  exit 1
+fi
+# Is something listening on TCP port $1 of this node (any address)?
+aif_port_busy() {
+  if command -v ss >/dev/null 2>&1; then
+    [[ -n "$(ss -Htln "sport = :$1" 2>/dev/null)" ]]
+  else
+    (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  fi
+}
+# Claim, for this job, the first free port from $1 up (at most 1000 tried); print it.
+aif_claim_port() {
+  local port=$1 last=$(($1 + 999)) owner lock
+  exec {lock}>"$aif_claims/.lock"
+  flock "$lock"
+  while ((port <= last && port <= 65535)); do
+    owner=$(cat -- "$aif_claims/$port" 2>/dev/null || true)
+    if [[ -n $owner && -d /proc/$owner ]] || aif_port_busy "$port"; then
+      port=$((port + 1))
+      continue
+    fi
+    echo "$$" >"$aif_claims/$port"
+    flock -u "$lock"
+    echo "$port"
+    return 0
+  done
+  flock -u "$lock"
+  echo "aifactory: no free port in $1..$last on $(hostname)" >&2
+  return 1
+}
+# Which node of the job this is: 0 runs the batch script; others run it through srun.
+aif_node=${AIFACTORY_NODE:-0}
+if [[ ! $aif_node =~ ^[0-9]+$ ]]; then
+  echo "aifactory: AIFACTORY_NODE must be a node index, got $aif_node" >&2
+  exit 2
+fi
+aif_replica_port=()
+aif_replica_port[0]=$(aif_claim_port 11434)
+aif_port_http=${aif_replica_port[0]}
+echo "aifactory: ports on $(hostname): http=${aif_port_http}"
+# <<< aifactory ports <<<
+
 # >>> aifactory environment >>>
 export AIFACTORY_SERVICE_ID=svc-golden
 export AIFACTORY_RECIPE=inference/ollama
 export AIFACTORY_JOB_NAME=aif-svc-golden
-export OLLAMA_HOST=0.0.0.0:11434
+export OLLAMA_HOST=0.0.0.0:"${aif_port_http}"
 # <<< aifactory environment <<<
 
 if ! command -v apptainer >/dev/null 2>&1; then
   echo "aifactory: apptainer not found on $(hostname); load its module or install it" >&2
   exit 127
 fi
-launcher=(apptainer run --nv docker://ollama/ollama:0.3.14)
+launcher=(apptainer run --nv docker://ollama/ollama:0.24.0)
 
 echo "aifactory: CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset}"
 if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi -L || true
 fi
+pids=()
+# shellcheck disable=SC2317  # also called by the trap
+stop_children() {
+  trap - TERM INT
+  if ((${#pids[@]})); then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+  fi
+  wait || true
+}
+# shellcheck disable=SC2317  # called by the trap below
+on_signal() {
+  echo "aifactory: stop signal received; stopping child processes" >&2
+  stop_children
+  exit 143
+}
+trap on_signal TERM INT
 
-echo "aifactory: starting ollama replica 0 on port 11434"
-exec "${launcher[@]}" serve
+echo "aifactory: starting ollama replica 0 on port ${aif_replica_port[0]}"
+"${launcher[@]}" serve &
+pids+=("$!")
+aif_api="http://127.0.0.1:${aif_replica_port[0]}"
+for ((attempt = 0; ; attempt++)); do
+  if curl -fsS -o /dev/null "$aif_api/api/version" 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "${pids[0]}" 2>/dev/null || ((attempt >= 300)); then
+    echo "aifactory: the ollama server did not answer on $aif_api" >&2
+    stop_children
+    exit 1
+  fi
+  sleep 1
+done
+aif_models=(llama3.2:1b)
+for model in "${aif_models[@]}"; do
+  echo "aifactory: pulling model $model"
+  last=""
+  while IFS= read -r line; do
+    echo "aifactory: pull $model: $line"
+    last=$line
+  done < <(curl -sS -N -X POST -H 'content-type: application/json' \
+    --data-binary "{\"model\": \"$model\"}" "$aif_api/api/pull" 2>&1)
+  if [[ $last != *'"status":"success"'* ]]; then
+    echo "aifactory: pulling model $model failed: $last" >&2
+    stop_children
+    exit 1
+  fi
+done
+
+aif_host=$(hostname)
+if [[ ! $aif_host =~ ^[A-Za-z0-9._-]+$ || ! ${SLURM_JOB_ID:-local} =~ ^[A-Za-z0-9._-]+$ ]]; then
+  echo "aifactory: host name or job id cannot be published safely" >&2
+  exit 1
+fi
+{
+  printf '{"index": %d, "host": "%s", "port": %d}\n' 0 "$aif_host" "${aif_replica_port[0]}"
+} >"replicas-$aif_node.part.tmp"
+mv -f "replicas-$aif_node.part.tmp" "replicas-$aif_node.part"
+if ((aif_node == 0)); then
+  {
+    printf '{"job_id": "%s", "host": "%s", "pid": %d, "started": "%s",\n' \
+      "${SLURM_JOB_ID:-local}" "$aif_host" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    printf ' "ports": {'
+    printf '"http": %d' "${aif_port_http}"
+    printf '},\n "replicas": ['
+    cat replicas-*.part | paste -sd, -
+    printf ']}\n'
+  } >connection.json.tmp
+  mv -f connection.json.tmp connection.json
+fi
+
+status=0
+wait -n || status=$?
+echo "aifactory: a child process exited with status $status; stopping the others" >&2
+stop_children
+exit "$status"

@@ -19,6 +19,53 @@ echo "aifactory: job ${SLURM_JOB_ID:-local} of service svc-golden (inference/vll
 mkdir -p -- /scratch/aifactory/jobs/svc-golden
 cd -- /scratch/aifactory/jobs/svc-golden
 
+# >>> aifactory ports >>>
+aif_claims="${TMPDIR:-/tmp}/aifactory-ports-$(id -u)"
+[[ -d $aif_claims ]] || mkdir -m 700 -- "$aif_claims"
+if [[ -L $aif_claims || ! -O $aif_claims ]]; then
+  echo "aifactory: $aif_claims is not a folder of yours; remove it" >&2
+  exit 1
+fi
+# Is something listening on TCP port $1 of this node (any address)?
+aif_port_busy() {
+  if command -v ss >/dev/null 2>&1; then
+    [[ -n "$(ss -Htln "sport = :$1" 2>/dev/null)" ]]
+  else
+    (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  fi
+}
+# Claim, for this job, the first free port from $1 up (at most 1000 tried); print it.
+aif_claim_port() {
+  local port=$1 last=$(($1 + 999)) owner lock
+  exec {lock}>"$aif_claims/.lock"
+  flock "$lock"
+  while ((port <= last && port <= 65535)); do
+    owner=$(cat -- "$aif_claims/$port" 2>/dev/null || true)
+    if [[ -n $owner && -d /proc/$owner ]] || aif_port_busy "$port"; then
+      port=$((port + 1))
+      continue
+    fi
+    echo "$$" >"$aif_claims/$port"
+    flock -u "$lock"
+    echo "$port"
+    return 0
+  done
+  flock -u "$lock"
+  echo "aifactory: no free port in $1..$last on $(hostname)" >&2
+  return 1
+}
+# Which node of the job this is: 0 runs the batch script; others run it through srun.
+aif_node=${AIFACTORY_NODE:-0}
+if [[ ! $aif_node =~ ^[0-9]+$ ]]; then
+  echo "aifactory: AIFACTORY_NODE must be a node index, got $aif_node" >&2
+  exit 2
+fi
+aif_replica_port=()
+aif_replica_port[0]=$(aif_claim_port 8000)
+aif_port_http=${aif_replica_port[0]}
+echo "aifactory: ports on $(hostname): http=${aif_port_http}"
+# <<< aifactory ports <<<
+
 # >>> aifactory environment >>>
 export AIFACTORY_SERVICE_ID=svc-golden
 export AIFACTORY_RECIPE=inference/vllm-multinode
@@ -41,7 +88,7 @@ if ! command -v apptainer >/dev/null 2>&1; then
   echo "aifactory: apptainer not found on $(hostname); load its module or install it" >&2
   exit 127
 fi
-launcher=(apptainer exec --nv docker://vllm/vllm-openai:v0.6.3)
+launcher=(apptainer exec --nv docker://vllm/vllm-openai:v0.33.0)
 
 echo "aifactory: CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset}"
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -93,8 +140,30 @@ fi
 srun --nodes=1 --ntasks=1 --ntasks-per-node=1 --cpus-per-task=64 --gres=gpu:4 --exclude="$head_node" "${launcher[@]}" ray start --address="$ray_address" --block &
 pids+=("$!")
 
-echo "aifactory: starting vllm-multinode replica 0 on port 8000"
-RAY_ADDRESS=$ray_address "${launcher[@]}" vllm serve meta-llama/Llama-3.1-70B-Instruct --host 0.0.0.0 --port 8000 --tensor-parallel-size 4 --pipeline-parallel-size 2 --distributed-executor-backend ray --max-model-len 8192 &
+aif_host=$(hostname)
+if [[ ! $aif_host =~ ^[A-Za-z0-9._-]+$ || ! ${SLURM_JOB_ID:-local} =~ ^[A-Za-z0-9._-]+$ ]]; then
+  echo "aifactory: host name or job id cannot be published safely" >&2
+  exit 1
+fi
+{
+  printf '{"index": %d, "host": "%s", "port": %d}\n' 0 "$aif_host" "${aif_replica_port[0]}"
+} >"replicas-$aif_node.part.tmp"
+mv -f "replicas-$aif_node.part.tmp" "replicas-$aif_node.part"
+if ((aif_node == 0)); then
+  {
+    printf '{"job_id": "%s", "host": "%s", "pid": %d, "started": "%s",\n' \
+      "${SLURM_JOB_ID:-local}" "$aif_host" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    printf ' "ports": {'
+    printf '"http": %d' "${aif_port_http}"
+    printf '},\n "replicas": ['
+    cat replicas-*.part | paste -sd, -
+    printf ']}\n'
+  } >connection.json.tmp
+  mv -f connection.json.tmp connection.json
+fi
+
+echo "aifactory: starting vllm-multinode replica 0 on port ${aif_replica_port[0]}"
+RAY_ADDRESS=$ray_address "${launcher[@]}" vllm serve meta-llama/Llama-3.1-70B-Instruct --host 0.0.0.0 --port "${aif_replica_port[0]}" --tensor-parallel-size 4 --pipeline-parallel-size 2 --distributed-executor-backend ray --max-model-len 8192 &
 pids+=("$!")
 
 status=0
