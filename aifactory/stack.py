@@ -44,8 +44,12 @@ from aifactory.supervise import Backoff, NatsPart, Part, PartStartError, Service
 
 log = logging.getLogger(__name__)
 
-#: Services that exist as runnable modules (monitor and logs are not built yet).
-SERVICE_MODULES = ("aifactory.services.server", "aifactory.services.client")
+#: Services that exist as runnable modules (the monitor is not built yet).
+SERVICE_MODULES = (
+    "aifactory.services.server",
+    "aifactory.services.client",
+    "aifactory.services.logs",
+)
 
 
 class StackError(RuntimeError):

@@ -28,9 +28,20 @@ class EmbeddedUvicorn(uvicorn.Server):
         yield
 
 
+#: On stop, open responses (a followed log stream, SSE) get this long, then are cancelled.
+GRACEFUL_SHUTDOWN_S = 3
+
+
 def embedded_server(app: FastAPI, host: str, port: int) -> EmbeddedUvicorn:
     return EmbeddedUvicorn(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
     )
 
 

@@ -43,6 +43,25 @@ class StateChange(BaseModel):
     at: datetime = Field(default_factory=utcnow)
 
 
+class AlertNote(BaseModel):
+    """A failure pattern the logs service found in the job's output (``logs.<id>.alert``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pattern: str
+    summary: str
+    stream: str
+    line: int
+    at: datetime = Field(default_factory=utcnow)
+
+    def text(self) -> str:
+        return f"{self.pattern} ({self.stream} line {self.line}): {self.summary}"
+
+
+#: Alerts kept on a service record, newest last (the stream keeps every one).
+MAX_ALERT_NOTES = 20
+
+
 class ServiceRecord(BaseModel):
     """What the registry knows of one deployed service."""
 
@@ -64,6 +83,8 @@ class ServiceRecord(BaseModel):
     workdir: str
     script_path: str | None = None
     output_path: str | None = None
+    #: The job's stderr file; ``None`` for jobs whose stderr joins ``output_path``.
+    error_path: str | None = None
     #: The validated recipe after overrides, kept so the service can be understood (and
     #: re-resolved) even if the recipe file changes later.
     spec: Recipe | None = None
@@ -76,6 +97,36 @@ class ServiceRecord(BaseModel):
     ended: datetime | None = None
     #: Every service-state change, oldest first: the answer to "what happened to it?".
     history: list[StateChange] = Field(default_factory=list)
+    #: Failure patterns found in the job's output, newest last (at most MAX_ALERT_NOTES).
+    alerts: list[AlertNote] = Field(default_factory=list)
+
+    def reason_with(self, own: str | None) -> str | None:
+        """The reason to show: the scheduler's (or health check's) own, then the latest log
+        alert if any, so an alert is not wiped by the next poll and the scheduler's word is
+        not hidden by it."""
+        parts = [own, self.alerts[-1].text() if self.alerts else None]
+        return "; ".join(p for p in parts if p) or None
+
+    def own_reason(self) -> str | None:
+        """``reason`` without the alert part :meth:`reason_with` added."""
+        if not self.alerts or self.reason is None:
+            return self.reason
+        tail = self.alerts[-1].text()
+        if self.reason == tail:
+            return None
+        return self.reason.removesuffix(f"; {tail}")
+
+    def add_alert(self, note: AlertNote) -> bool:
+        """Record an alert (once: a redelivered one changes nothing); the reason shows it."""
+        if any(
+            (a.pattern, a.stream, a.line) == (note.pattern, note.stream, note.line)
+            for a in self.alerts
+        ):
+            return False
+        own = self.own_reason()
+        self.alerts = [*self.alerts, note][-MAX_ALERT_NOTES:]
+        self.reason = self.reason_with(own)
+        return True
 
     def set_state(self, state: ServiceState) -> None:
         if not self.history or self.history[-1].state is not state:

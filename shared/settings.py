@@ -275,6 +275,20 @@ class Settings(BaseSettings):
         description="What 'aifactory gc' (and the server, periodically) removes.",
     )
 
+    #: The logs service. Idle job files are checked (one stat each) this often; a file
+    #: that just grew is read again at once.
+    logs_poll_interval: float = Field(default=0.5, gt=0)
+    #: A last line without its newline is held this long, then published as partial.
+    logs_partial_timeout: float = Field(default=2.0, gt=0)
+    #: Longer lines are cut into pieces of this many bytes (flagged ``split``).
+    logs_max_line_bytes: int = Field(default=64 * 1024, ge=256, le=256 * 1024)
+    #: A batch holds at most this many bytes of the file, and this many records.
+    logs_batch_bytes: int = Field(default=128 * 1024, ge=1024, le=512 * 1024)
+    logs_batch_lines: int = Field(default=5000, ge=1)
+    #: After the job ended, its files are read until they have not grown for this long
+    #: (a shared file system may show the last writes of a compute node late).
+    logs_end_grace: float = Field(default=5.0, ge=0)
+
     @field_validator("executor")
     @classmethod
     def _known_executor(cls, name: str) -> str:

@@ -46,6 +46,8 @@ class Timeouts(StrictModel):
     ready_s: float = Field(default=900.0, gt=0)
     benchmark_s: float = Field(default=6 * 3600.0, gt=0)
     teardown_s: float = Field(default=120.0, gt=0)
+    #: How long to wait for an ended job's end of output on the logs stream.
+    logs_s: float = Field(default=60.0, gt=0)
 
 
 class ExperimentSpec(StrictModel):

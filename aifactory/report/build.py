@@ -22,6 +22,7 @@ import jinja2
 from aifactory.report import view
 from aifactory.report.charts import Chart, workload_charts
 from aifactory.report.load import LoadedResults, ReportError, load_results
+from aifactory.report.logs import AlertRow, LogLink
 from aifactory.shared.results import BenchSummary, RunSummary
 from aifactory.shared.states import BenchState
 
@@ -128,6 +129,8 @@ def render_page(
     extra: Mapping[str, Any] | None,
     *,
     experiment: bool,
+    logs: Sequence[LogLink] = (),
+    alerts: Sequence[AlertRow] = (),
 ) -> str:
     return (
         environment()
@@ -141,6 +144,8 @@ def render_page(
             stage_columns=view.STAGE_COLUMNS,
             fmt=view.fmt_value,
             generated=datetime.now(UTC).isoformat(timespec="seconds"),
+            logs=logs,
+            alerts=alerts,
         )
     )
 
@@ -192,8 +197,11 @@ def build_experiment_report(
     *,
     title: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    logs: Sequence[LogLink] = (),
+    alerts: Sequence[AlertRow] = (),
 ) -> Path:
-    """One HTML page for an experiment with several workloads (one section each)."""
+    """One HTML page for an experiment with several workloads (one section each), and
+    links to the jobs' logs with the alerts found in them."""
     if not workload_dirs:
         raise ReportError("an experiment report needs at least one workload results folder")
     workloads = [
@@ -201,6 +209,8 @@ def build_experiment_report(
         for i, (name, path) in enumerate(workload_dirs)
     ]
     target = _target(out)
-    page = render_page(title or "Experiment report", workloads, extra, experiment=True)
+    page = render_page(
+        title or "Experiment report", workloads, extra, experiment=True, logs=logs, alerts=alerts
+    )
     write_atomic(target, page)
     return target

@@ -152,6 +152,7 @@ class Lifecycle:
             r.job_state = JobState.PENDING
             r.script_path = str(job.script_path)
             r.output_path = str(job.output_path)
+            r.error_path = str(job.error_path) if job.error_path else None
             return r
 
         updated = await self.registry.update(record.service_id, attach)
@@ -258,7 +259,7 @@ class Lifecycle:
         changed = (
             before.job_state != status.state
             or tuple(before.nodes) != status.nodes
-            or before.reason != status.reason
+            or before.reason != before.reason_with(status.reason)
         )
         if not changed:
             return before
@@ -268,7 +269,7 @@ class Lifecycle:
                 return None
             healthy = r.state is ServiceState.RUNNING
             r.job_state = status.state
-            r.reason = status.reason
+            r.reason = r.reason_with(status.reason)
             r.exit_code = status.exit_code
             if status.nodes and list(status.nodes) != r.nodes:
                 r.nodes = list(status.nodes)
@@ -323,7 +324,7 @@ class Lifecycle:
                 return None
             r.set_state(ServiceState.RUNNING)
             r.ready = utcnow()
-            r.reason = None
+            r.reason = r.reason_with(None)
             return r
 
         after = await self.registry.update(record.service_id, ready)
@@ -354,7 +355,7 @@ class Lifecycle:
 
         def fail(r: ServiceRecord) -> ServiceRecord:
             r.set_state(ServiceState.FAILED)
-            r.reason = reason
+            r.reason = r.reason_with(reason)
             r.ended = utcnow()
             return r
 

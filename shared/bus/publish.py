@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
+from nats.js.api import PubAck
 
 from aifactory.shared.channel import Channel
 from aifactory.shared.messages.base import Message
@@ -36,15 +37,19 @@ async def publish(
     *,
     timeout: float = 5.0,
     **params: str,
-) -> None:
-    """Publish ``message`` on ``channel`` (``params`` fill its ``{tokens}``)."""
+) -> PubAck | None:
+    """Publish ``message`` on ``channel`` (``params`` fill its ``{tokens}``).
+
+    For a stored channel, returns the stream's acknowledgement (sequence, and whether the
+    stream dropped it as a duplicate); ``None`` for core NATS.
+    """
     if not isinstance(message, channel.model):
         raise TypeError(
             f"{channel.address} carries {channel.model.__name__}, not {type(message).__name__}"
         )
     subject = channel.subject(**params)
     try:
-        await broker.publish(
+        return await broker.publish(
             message.model_dump_json(context=WIRE).encode(),
             subject,
             headers={"Nats-Msg-Id": message.id, "content-type": CONTENT_TYPE},

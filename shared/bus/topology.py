@@ -26,6 +26,16 @@ MB = 1024**2
 REGISTRY_MAX_AGE = 90 * DAY
 REGISTRY_MAX_BYTES = 256 * MB
 
+#: Job output is a rolling buffer, not an archive (the report folder keeps what matters):
+#: a week at most, 4 GiB in all, and per subject (one file of one job) 100,000 batches —
+#: at the batch limit of 128 KiB that bounds one chatty job, at one line per batch it
+#: still keeps a slow job's last 100,000 lines.
+LOGS_MAX_AGE = 7 * DAY
+LOGS_MAX_BYTES = 4 * 1024 * MB
+LOGS_MAX_BATCHES_PER_SUBJECT = 100_000
+#: A batch re-published after a crash within this window is dropped by its Nats-Msg-Id.
+LOGS_DUPLICATE_WINDOW = 300.0
+
 
 def stream_configs() -> list[StreamConfig]:
     return [
@@ -57,9 +67,24 @@ def stream_configs() -> list[StreamConfig]:
             subjects=subjects.stream_subjects(subjects.DEADLETTER_STREAM),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            # The server's default, said here: unset, every start saw a drift and updated.
+            duplicate_window=120.0,
             max_age=30 * DAY,
             max_bytes=128 * MB,
             discard=DiscardPolicy.OLD,
+        ),
+        StreamConfig(
+            name=subjects.LOGS_STREAM,
+            subjects=subjects.stream_subjects(subjects.LOGS_STREAM),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=LOGS_DUPLICATE_WINDOW,
+            max_age=LOGS_MAX_AGE,
+            max_bytes=LOGS_MAX_BYTES,
+            max_msgs_per_subject=LOGS_MAX_BATCHES_PER_SUBJECT,
+            discard=DiscardPolicy.OLD,
+            # Readers find a tail by direct gets (last and next message of a subject).
+            allow_direct=True,
         ),
     ]
 
@@ -68,6 +93,8 @@ def stream_configs() -> list[StreamConfig]:
 class Topology:
     services: KeyValue
     benchmarks: KeyValue
+    #: The logs service's read positions (``<service_id>.<stream>`` → checkpoint).
+    logs: KeyValue
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
@@ -86,6 +113,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
             or current.max_age != config.max_age
             or current.max_bytes != config.max_bytes
             or current.discard != config.discard
+            or current.max_msgs_per_subject != config.max_msgs_per_subject
         ):
             await js.update_stream(config)
             log.info("updated stream %s", config.name)
@@ -126,4 +154,5 @@ async def ensure_topology(js: JetStreamContext) -> Topology:
     return Topology(
         services=await ensure_bucket(js, subjects.SERVICES_BUCKET),
         benchmarks=await ensure_bucket(js, subjects.BENCHMARKS_BUCKET),
+        logs=await ensure_bucket(js, subjects.LOGS_BUCKET, history=1),
     )

@@ -22,6 +22,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from pydantic import SecretStr
 
 from aifactory.shared.credentials import write_private
+from aifactory.shared.executors.files import (
+    FileStat,
+    JobFile,
+    local_open,
+    local_read_range,
+    local_stat,
+)
 from aifactory.shared.plugins import Registry
 from aifactory.shared.states import JobState
 
@@ -108,9 +115,11 @@ class SubmittedJob:
     job_id: str
     name: str
     script_path: Path
-    #: Where the job's stdout/stderr go (SLURM's ``%x-%j.out`` naming, also for ``local``).
+    #: Where the job's stdout goes (SLURM's ``%x-%j.out`` naming, also for ``local``).
     output_path: Path
     extra: dict[str, str] = field(default_factory=dict)
+    #: Where its stderr goes (``%x-%j.err``); ``None``: into ``output_path`` too.
+    error_path: Path | None = None
 
 
 class Executor(abc.ABC):
@@ -141,8 +150,9 @@ class Executor(abc.ABC):
     async def submit(self, script: str, name: str, workdir: Path) -> SubmittedJob:
         """Save ``script`` as ``workdir/<name>.sh`` (kept for debugging) and submit it.
 
-        Output goes to ``workdir/<name>-<job_id>.out``. Raises ``ExecutorError`` with the
-        scheduler's message when submission is refused.
+        Output goes to ``workdir/<name>-<job_id>.out`` (stdout) and ``.err`` (stderr), see
+        :func:`~aifactory.shared.executors.files.job_output_paths`. Raises ``ExecutorError``
+        with the scheduler's message when submission is refused.
         """
 
     @staticmethod
@@ -200,6 +210,23 @@ class Executor(abc.ABC):
         except FileNotFoundError:
             return b"", offset
         return data, offset + len(data)
+
+    # -- following job files (the logs service) ---------------------------------------------
+    # These read this host's file system. An executor whose job files live elsewhere (SFTP)
+    # overrides all three; the logs service uses nothing else to reach them.
+
+    async def stat(self, path: Path) -> FileStat | None:
+        """Identity (device, inode), size and mtime of a job file; ``None`` if absent."""
+        return local_stat(path)
+
+    async def read_range(self, path: Path, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes of ``path`` from ``offset`` (fewer at its end)."""
+        return local_read_range(path, offset, length)
+
+    async def open_file(self, path: Path) -> JobFile | None:
+        """An open handle on a job file (``None`` if absent): reads through it stay on
+        that file after a rename, so a rotated log can be finished."""
+        return local_open(path)
 
     async def write_secret(self, path: Path, text: str) -> None:
         """Write a file only its owner can read (mode 0600, created so) where jobs run: how

@@ -28,6 +28,7 @@ from aifactory.shared.executors.base import (
     check_job_name,
     submit_environment,
 )
+from aifactory.shared.executors.files import job_output_paths
 from aifactory.shared.executors.slurm_states import (
     SACCT_FORMAT,
     SQUEUE_FORMAT,
@@ -159,6 +160,7 @@ class SlurmExecutor(Executor, name="slurm"):
             "--parsable",
             f"--job-name={name}",
             f"--output={pattern_dir}/%x-%j.out",
+            f"--error={pattern_dir}/%x-%j.err",
             f"--chdir={workdir}",
             str(script_path),
         )
@@ -167,11 +169,13 @@ class SlurmExecutor(Executor, name="slurm"):
         if not is_job_id(job_id):
             raise ExecutorError(f"sbatch accepted job {name!r} but printed no job id: {stdout!r}")
         extra = {"cluster": cluster} if cluster else {}
+        output_path, error_path = job_output_paths(workdir, name, job_id)
         return SubmittedJob(
             job_id=job_id,
             name=name,
             script_path=script_path,
-            output_path=workdir / f"{name}-{job_id}.out",
+            output_path=output_path,
+            error_path=error_path,
             extra=extra,
         )
 

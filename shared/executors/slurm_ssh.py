@@ -31,6 +31,8 @@ from typing import TypeVar
 import asyncssh
 
 from aifactory.shared.executors.base import ExecutorError, SubmittedJob, check_job_name
+from aifactory.shared.executors.files import FileStat, JobFile
+from aifactory.shared.executors.sftp_files import STAT_ARGS, SftpJobFile, missing, parse_stat
 from aifactory.shared.executors.slurm import SlurmExecutor
 from aifactory.shared.executors.ssh_connection import SshConnection
 from aifactory.shared.executors.ssh_hosts import SshConnectionLost, SshError
@@ -231,6 +233,43 @@ class SlurmSshExecutor(SlurmExecutor, name="slurm+ssh"):
                     await sftp.remove(tmp)
 
         await self._sftp("write", path, put)
+
+    # -- following job files (the logs service) ---------------------------------------------
+
+    async def stat(self, path: Path) -> FileStat | None:
+        returncode, stdout, stderr = await self._exec("stat", [*STAT_ARGS, str(path)])
+        if returncode != 0:
+            if missing(stderr):
+                return None
+            raise OSError(f"stat {path} on {self.ssh.target.label}: {stderr.strip()[:200]}")
+        try:
+            return parse_stat(stdout)
+        except ValueError as exc:
+            raise OSError(f"stat {path} on {self.ssh.target.label}: {exc}") from None
+
+    async def read_range(self, path: Path, offset: int, length: int) -> bytes:
+        async def get(sftp: asyncssh.SFTPClient) -> bytes:
+            async with sftp.open(str(path), "rb") as fh:
+                return _as_bytes(await fh.read(length, offset))
+
+        return await self._sftp("read", path, get)
+
+    async def open_file(self, path: Path) -> JobFile | None:
+        identity = await self.stat(path)
+        if identity is None:
+            return None
+        try:
+            handle = await self._sftp("open", path, lambda sftp: sftp.open(str(path), "rb"))
+        except FileNotFoundError:
+            return None
+        # Renamed between the two calls (a rotation just then): the handle is the new file,
+        # whose identity we do not know; close it and let the next step open it again.
+        opened = SftpJobFile(handle, identity, self.command_timeout)
+        now = await self.stat(path)
+        if now is None or now.identity != identity.identity:
+            await opened.close()
+            return None
+        return opened
 
     async def remove_file(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):

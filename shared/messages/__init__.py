@@ -12,9 +12,19 @@ from aifactory.shared.messages.bench import (
 )
 from aifactory.shared.messages.deploy import DeployCancel, DeployRequested
 from aifactory.shared.messages.jobs import Endpoint, JobEvent, ServiceReady, ServiceUnhealthy
-from aifactory.shared.messages.observe import DeadLetter, LogLines, MonitorSamples, Sample
+from aifactory.shared.messages.logs import (
+    AlertSeverity,
+    FileId,
+    LogAlert,
+    LogEof,
+    LogLines,
+    LogStream,
+    StreamEnd,
+)
+from aifactory.shared.messages.observe import DeadLetter, MonitorSamples, Sample
 
 __all__ = [
+    "AlertSeverity",
     "BenchCancel",
     "BenchCompleted",
     "BenchFailed",
@@ -26,14 +36,19 @@ __all__ = [
     "DeployCancel",
     "DeployRequested",
     "Endpoint",
+    "FileId",
     "JobEvent",
+    "LogAlert",
+    "LogEof",
     "LogLines",
+    "LogStream",
     "Message",
     "Model",
     "MonitorSamples",
     "Sample",
     "ServiceReady",
     "ServiceUnhealthy",
+    "StreamEnd",
     "new_id",
     "utcnow",
 ]

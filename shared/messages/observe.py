@@ -1,4 +1,4 @@
-"""Monitoring samples, log lines and dead letters."""
+"""Monitoring samples and dead letters (log messages: :mod:`.logs`)."""
 
 from __future__ import annotations
 
@@ -21,15 +21,6 @@ class MonitorSamples(Message):
 
     service_id: str = Field(pattern=ID_PATTERN, description="The service scraped.")
     samples: list[Sample] = Field(description="Every sample of one scrape round.")
-
-
-class LogLines(Message):
-    """A batch of lines of one job output stream."""
-
-    service_id: str = Field(pattern=ID_PATTERN, description="The service (or job) it is from.")
-    stream: str = Field(description="``out`` or ``err``.")
-    lines: list[str] = Field(description="Complete lines, in order.")
-    offset: int = Field(ge=0, description="Byte offset of the first line in the file.")
 
 
 class DeadLetter(Message):

@@ -46,6 +46,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
         "AIFACTORY_NATS_URL": f"nats://127.0.0.1:{free_port()}",
         "AIFACTORY_INGRESS_PORT": str(free_port()),
         "AIFACTORY_CLIENT_PORT": str(free_port()),
+        "AIFACTORY_LOGS_PORT": str(free_port()),
+        "AIFACTORY_LOGS_END_GRACE": "1",
         "AIFACTORY_POLL_INTERVAL": "0.3",
     }
 
@@ -74,6 +76,14 @@ def test_experiment_runs_end_to_end_and_writes_the_report_folder(tmp_path: Path)
     service = json.loads((folder / "service" / "service.json").read_text())
     assert service["state"] == "cancelled"  # teardown: always
     assert any(p.suffix == ".sh" for p in (folder / "service").iterdir())
+    # The service's log, from the logs stream to its end of output, linked from the report.
+    sid = service["service_id"]
+    out_log = (folder / "logs" / f"{sid}.out.log").read_text()
+    err_log = (folder / "logs" / f"{sid}.err.log").read_text()
+    assert out_log.startswith("aifactory: job ") and "simulator ready on" in err_log
+    assert "simulator shutting down" in err_log  # complete: read up to the job's end
+    assert f'href="logs/{sid}.err.log"' in html and "No failure pattern" in html
+    assert json.loads((folder / "logs" / "alerts.json").read_text()) == []
     assert json.loads((folder / "versions.json").read_text())["packages"]["aifactory"]
     assert "api_token" in (folder / "settings.json").read_text()
 

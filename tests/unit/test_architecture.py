@@ -28,6 +28,7 @@ LIBRARY_PREFIXES = (
     "aifactory.loadgen",
     "aifactory.simulator",
     "aifactory.report",
+    "aifactory.logs",
     "aifactory.cli",
     "aifactory.experiment",
     "aifactory.stack",

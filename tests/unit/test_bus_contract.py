@@ -37,6 +37,7 @@ COMPONENT_CODE: dict[Component, tuple[str, ...]] = {
     ),
     Component.WORKER: ("aifactory/loadgen/remote/worker.py", "aifactory/loadgen/remote/sink.py"),
     Component.CLI: ("aifactory/cli", "aifactory/experiment"),
+    Component.LOGS: ("services/logs", "aifactory/logs/bus.py"),
 }
 #: Where channels are declared or generically handled (not a component's use).
 DECLARING = {
@@ -49,7 +50,7 @@ DECLARING = {
 }
 MODULE_ALIASES = {"subjects": subjects, "protocol": protocol}
 PRODUCING_CALLS = {"publish"}
-CONSUMING_CALLS = {"command_consumer", "watch"}
+CONSUMING_CALLS = {"command_consumer", "durable_consumer", "watch", "LogReader"}
 
 
 def _channel_names() -> dict[tuple[str, str], Channel]:

@@ -38,6 +38,11 @@ def job_name(benchmark_id: str) -> str:
     return f"aif-bench-{benchmark_id}"
 
 
+def log_id(benchmark_id: str) -> str:
+    """The workers' job's name on the logs bus (``logs.bench-<id>.out``) and in its script."""
+    return f"bench-{benchmark_id}"
+
+
 def job_workdir(settings: Settings, benchmark_id: str) -> Path:
     return settings.effective_jobs_dir / job_name(benchmark_id)
 
@@ -173,7 +178,7 @@ def render_loadgen(
             recipe,
             job_name=job_name(benchmark_id),
             workdir=job_workdir(settings, benchmark_id),
-            service_id=f"bench-{benchmark_id}",
+            service_id=log_id(benchmark_id),
             extra_env={
                 "AIFACTORY_BENCHMARK_ID": benchmark_id,
                 "AIFACTORY_NATS_URL": workers_nats_url(settings, executor),

@@ -115,12 +115,18 @@ class RemoteRun:
         self._poll_errors = 0
 
     async def _tail(self) -> str:
-        try:
-            text = await self.executor.read(self.job.output_path)
-        except OSError:
-            return ""
-        tail = text[-OUTPUT_TAIL:].strip()
-        return f"\n--- {self.job.output_path} (end) ---\n{tail}" if tail else ""
+        """The end of the job's stdout and stderr files, for the error message."""
+        shown = ""
+        for path in (self.job.output_path, self.job.error_path):
+            if path is None:
+                continue
+            try:
+                text = await self.executor.read(path)
+            except OSError:
+                continue
+            tail = text[-OUTPUT_TAIL:].strip()
+            shown += f"\n--- {path} (end) ---\n{tail}" if tail else ""
+        return shown
 
     async def _status(self) -> JobStatus | None:
         """The job's status, at most once per poll interval (None between polls)."""

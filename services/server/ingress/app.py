@@ -33,6 +33,7 @@ from aifactory.services.server.ingress.errors import (
     path_parts,
     unprocessable,
 )
+from aifactory.services.server.ingress.logs import logs_router
 from aifactory.services.server.ingress.proxy import (
     NoHealthyReplica,
     ReplicaBalancer,
@@ -267,6 +268,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
         return found.model_dump(mode="json")
 
     api.include_router(benchmarks_router(ctx.broker, ctx.benchmarks, ctx.services))
+    api.include_router(logs_router(ctx.broker, ctx.services_view))
     app.include_router(api)
     document_names(
         app,
