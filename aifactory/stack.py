@@ -43,8 +43,12 @@ from aifactory.shared.stackfile import (
 
 log = logging.getLogger(__name__)
 
-#: Services that exist as runnable modules (monitor and logs are not built yet).
-SERVICE_MODULES = ("aifactory.services.server", "aifactory.services.client")
+#: Services that exist as runnable modules (logs is not built yet).
+SERVICE_MODULES = (
+    "aifactory.services.server",
+    "aifactory.services.client",
+    "aifactory.services.monitor",
+)
 
 
 class StackError(RuntimeError):

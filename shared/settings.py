@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,6 +35,40 @@ class SlurmSettings(BaseModel):
     qos: str | None = None
     #: Extra directory prepended to PATH to find sbatch/squeue/scontrol/scancel/sacct.
     bin_dir: Path | None = None
+
+
+#: Metric names the monitor publishes on the bus by default (regular expressions, matched
+#: against the whole name): what the report, ``monitor watch`` and the benchmark aggregates
+#: read. A site Prometheus scrapes everything itself (HTTP SD); the bus carries key series.
+DEFAULT_MONITOR_KEEP = (
+    r"vllm:.*",
+    r"DCGM_FI_.*",
+    r"node_cpu_seconds_total",
+    r"node_memory_(MemTotal|MemAvailable|MemFree|Cached|Buffers)_bytes",
+    r"node_load(1|5|15)",
+    r"node_network_(receive|transmit)_bytes_total",
+    r"qdrant_.*",
+)
+
+
+class MonitorSettings(BaseModel):
+    """The monitor service: how often it scrapes, how long it waits, what it keeps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Seconds between scrapes of a target, and while a benchmark runs on its service.
+    interval: float = Field(default=5.0, gt=0)
+    benchmark_interval: float = Field(default=1.0, gt=0)
+    #: Per-scrape timeout (a slow target only delays itself) and scrapes in flight at once.
+    timeout: float = Field(default=4.0, gt=0)
+    concurrency: int = Field(default=32, ge=1)
+    #: A larger exposition is a failed scrape (and is not read further).
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    keep: tuple[str, ...] = DEFAULT_MONITOR_KEEP
+    #: Prometheus ``file_sd`` file the monitor keeps current (default: state dir).
+    file_sd: Path | None = None
+    #: ``aifactory up --with-prometheus``: its port (0: one of the user's free ports).
+    prometheus_port: int = Field(default=0, ge=0, le=65535)
 
 
 def _default_config_file() -> Path | None:
@@ -104,6 +138,7 @@ class Settings(BaseSettings):
 
     #: Where the client service keeps each benchmark's results (summary, records, CSV).
     benchmarks_dir: Path | None = None
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @field_validator("executor")
     @classmethod
@@ -120,6 +155,13 @@ class Settings(BaseSettings):
             if self.benchmarks_dir is not None
             else self.state_dir / "benchmarks"
         )
+
+    @property
+    def effective_file_sd(self) -> Path:
+        """The ``file_sd`` targets file the monitor writes (Prometheus ``file_sd_configs``)."""
+        if self.monitor.file_sd is not None:
+            return self.monitor.file_sd
+        return self.state_dir / "monitor" / "file_sd.json"
 
     @property
     def effective_jobs_dir(self) -> Path:

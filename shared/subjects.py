@@ -22,6 +22,7 @@ from aifactory.shared.messages import (
     DeployCancel,
     DeployRequested,
     JobEvent,
+    MonitorSamples,
     ServiceReady,
     ServiceUnhealthy,
 )
@@ -35,6 +36,10 @@ EVENTS_STREAM: Final = "AIF_EVENTS"
 DEADLETTER_STREAM: Final = "AIF_DEADLETTER"
 SERVICES_BUCKET: Final = "aif_services"
 BENCHMARKS_BUCKET: Final = "aif_benchmarks"
+#: Scrapes kept for reading windows back (benchmarks, late viewers); limited in age and size.
+MONITOR_STREAM: Final = "AIF_MONITOR"
+#: The monitor's targets per service: what the ingress serves as Prometheus HTTP SD.
+TARGETS_BUCKET: Final = "aif_targets"
 
 C = Component
 REQUESTERS = {C.INGRESS, C.CLI}
@@ -160,6 +165,16 @@ BENCH_FAILED = channel(
     stream=EVENTS_STREAM,
     about="The benchmark could not run; reason inside.",
 )
+MONITOR_SAMPLES = channel(
+    "monitor.samples.{service_id}",
+    MonitorSamples,
+    Kind.EVENT,
+    by={C.MONITOR},
+    to={C.CLIENT, C.CLI},
+    stream=MONITOR_STREAM,
+    about="One scrape of one of the service's targets (its server, a node exporter, a DCGM "
+    "exporter): the kept samples, or up=false and the reason.",
+)
 DEADLETTER = channel(
     "deadletter.{subject}",
     DeadLetter,
@@ -184,6 +199,7 @@ CHANNELS: Final[tuple[Channel, ...]] = (
     BENCH_METRICS,
     BENCH_COMPLETED,
     BENCH_FAILED,
+    MONITOR_SAMPLES,
     DEADLETTER,
 )
 

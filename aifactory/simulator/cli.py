@@ -15,6 +15,7 @@ from aifactory.simulator.server import run
 
 _LATENCY = "Latency model"
 _FAULTS = "Fault injection"
+_GPUS = "Emulated GPUs"
 
 
 def simulate(
@@ -64,6 +65,17 @@ def simulate(
         ),
     ] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed for text, jitter and faults.")] = 0,
+    emulate_gpus: Annotated[
+        int,
+        typer.Option(
+            help="Also serve dcgm-exporter's GPU series for N emulated GPUs, derived from "
+            "the load (for the monitor, reports and dashboards without a GPU).",
+            rich_help_panel=_GPUS,
+        ),
+    ] = 0,
+    gpu_memory_mib: Annotated[
+        int, typer.Option(help="Memory of each emulated GPU (MiB).", rich_help_panel=_GPUS)
+    ] = 81559,
     log_level: Annotated[str, typer.Option(help="debug|info|warning|error|critical")] = "info",
 ) -> None:
     """Run an OpenAI- and Ollama-compatible inference simulator with vLLM metrics."""
@@ -82,6 +94,8 @@ def simulate(
             error_rate=error_rate,
             cut_rate=cut_rate,
             seed=seed,
+            emulate_gpus=emulate_gpus,
+            gpu_memory_mib=gpu_memory_mib,
             log_level=log_level.lower(),
         )
     except SimulatorConfigError as exc:

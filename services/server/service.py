@@ -62,9 +62,12 @@ class ServerService(ServiceProcess):
         await self.broker.start()
         services_view = RegistryView(topology.services)
         await services_view.start()
+        targets_view = RegistryView(topology.targets)
+        await targets_view.start()
         ingress = create_ingress(
             IngressContext(
                 services_view=services_view,
+                targets_view=targets_view,
                 settings=self.settings,
                 broker=self.broker,
                 services=registry,
@@ -97,5 +100,6 @@ class ServerService(ServiceProcess):
             await asyncio.gather(*tasks, return_exceptions=True)
             stop.cancel()
             await services_view.stop()
+            await targets_view.stop()
             await self.broker.stop()
             await self.executor.close()

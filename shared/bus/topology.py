@@ -20,6 +20,10 @@ from aifactory.shared import subjects
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600.0
+#: The monitor's samples: a benchmark copies its window out when it ends, so the stream only
+#: has to cover "what happened lately" for late viewers and reports.
+MONITOR_MAX_AGE = 2 * DAY
+MONITOR_MAX_BYTES = 1024**3
 
 
 def stream_configs() -> list[StreamConfig]:
@@ -45,6 +49,16 @@ def stream_configs() -> list[StreamConfig]:
             discard=DiscardPolicy.OLD,
         ),
         StreamConfig(
+            name=subjects.MONITOR_STREAM,
+            subjects=subjects.stream_subjects(subjects.MONITOR_STREAM),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=10.0,
+            max_age=MONITOR_MAX_AGE,
+            max_bytes=MONITOR_MAX_BYTES,
+            discard=DiscardPolicy.OLD,
+        ),
+        StreamConfig(
             name=subjects.DEADLETTER_STREAM,
             subjects=subjects.stream_subjects(subjects.DEADLETTER_STREAM),
             retention=RetentionPolicy.LIMITS,
@@ -59,6 +73,8 @@ def stream_configs() -> list[StreamConfig]:
 class Topology:
     services: KeyValue
     benchmarks: KeyValue
+    #: The monitor's targets per service (Prometheus HTTP SD reads them).
+    targets: KeyValue
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
@@ -102,4 +118,5 @@ async def ensure_topology(js: JetStreamContext) -> Topology:
     return Topology(
         services=await ensure_bucket(js, subjects.SERVICES_BUCKET),
         benchmarks=await ensure_bucket(js, subjects.BENCHMARKS_BUCKET),
+        targets=await ensure_bucket(js, subjects.TARGETS_BUCKET, history=1),
     )

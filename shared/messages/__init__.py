@@ -12,7 +12,14 @@ from aifactory.shared.messages.bench import (
 )
 from aifactory.shared.messages.deploy import DeployCancel, DeployRequested
 from aifactory.shared.messages.jobs import Endpoint, JobEvent, ServiceReady, ServiceUnhealthy
-from aifactory.shared.messages.observe import DeadLetter, LogLines, MonitorSamples, Sample
+from aifactory.shared.messages.monitor import (
+    MonitorSamples,
+    Sample,
+    ScrapeTarget,
+    ServiceTargets,
+    TargetRole,
+)
+from aifactory.shared.messages.observe import DeadLetter, LogLines
 
 __all__ = [
     "BenchCancel",
@@ -32,8 +39,11 @@ __all__ = [
     "Model",
     "MonitorSamples",
     "Sample",
+    "ScrapeTarget",
     "ServiceReady",
+    "ServiceTargets",
     "ServiceUnhealthy",
+    "TargetRole",
     "new_id",
     "utcnow",
 ]

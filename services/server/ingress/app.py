@@ -28,6 +28,7 @@ from aifactory.services.server.ingress.errors import (
     unprocessable,
 )
 from aifactory.services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, forward
+from aifactory.services.server.ingress.sd import sd_router
 from aifactory.services.server.metrics import ServerMetrics
 from aifactory.shared import subjects
 from aifactory.shared.bus import bus_connected, publish
@@ -54,6 +55,8 @@ class IngressContext:
     metrics: ServerMetrics
     #: Live copy of the services bucket: the read routes answer from it.
     services_view: RegistryView
+    #: Live copy of the monitor's targets bucket: Prometheus HTTP SD answers from it.
+    targets_view: RegistryView
 
 
 class CreateService(BaseModel):
@@ -228,6 +231,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
         return found.model_dump(mode="json")
 
     api.include_router(benchmarks_router(ctx.broker, ctx.benchmarks, ctx.services))
+    api.include_router(sd_router(ctx.targets_view))
     app.include_router(api)
     app.router.on_shutdown.append(http.aclose)
     return app

@@ -1,0 +1,48 @@
+"""The monitor service's own Prometheus metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class MonitorMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.scrapes = Counter(
+            "aifactory_monitor_scrapes",
+            "Scrapes done, by target role and result (ok or failed).",
+            ["role", "result"],
+            registry=r,
+        )
+        self.scrape_seconds = Histogram(
+            "aifactory_monitor_scrape_duration_seconds",
+            "Time to fetch and parse one target's exposition.",
+            ["role"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.samples = Counter(
+            "aifactory_monitor_samples_published",
+            "Samples published on monitor.samples.*.",
+            registry=r,
+        )
+        self.publish_errors = Counter(
+            "aifactory_monitor_publish_errors",
+            "Scrapes whose message could not be published.",
+            registry=r,
+        )
+        self.targets = Gauge(
+            "aifactory_monitor_targets", "Targets being scraped, by role.", ["role"], registry=r
+        )
+        #: 1 while a benchmark loads a service: Grafana marks the runs with it.
+        self.benchmark_active = Gauge(
+            "aifactory_monitor_benchmark_active",
+            "1 while the benchmark loads the service (scraped every benchmark_interval).",
+            ["service_id", "benchmark_id"],
+            registry=r,
+        )
