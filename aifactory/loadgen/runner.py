@@ -105,6 +105,9 @@ async def _run_stage(
 ) -> RunSummary:
     specs = worker_specs(config, plan)
     collector.begin_stage(plan)
+    # Record times count from the workers' shared start, a few ms (the start lead) after
+    # this: close enough to line the server's samples up with the run (report, aggregates).
+    started_at = utcnow()
     if len(specs) == 1:
         work = asyncio.create_task(_in_process(specs[0], collector, stop, token_counter))
     else:
@@ -121,7 +124,9 @@ async def _run_stage(
     cancelled = cancelled or stop.is_set() or any(r.cancelled for r in reports)
     collector.emit_window()
     state = BenchState.CANCELLED if cancelled else BenchState.COMPLETED
-    return summarize_run(plan, collector.stage_records, reports, config.slo, state=state)
+    return summarize_run(
+        plan, collector.stage_records, reports, config.slo, state=state, started_at=started_at
+    )
 
 
 async def run_benchmark(

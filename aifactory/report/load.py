@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aifactory.loadgen.metrics.records import RequestRecord
 from aifactory.loadgen.results import RECORDS_FILE, SUMMARY_FILE, read_records, read_summary
+from aifactory.monitor.window import SERVER_METRICS_FILE, Row, read_rows
 from aifactory.shared.results import BenchSummary
 
 
@@ -31,6 +32,8 @@ class LoadedResults:
     records_by_run: dict[int, list[RequestRecord]] = field(default_factory=dict)
     has_records: bool = False
     notes: list[str] = field(default_factory=list)
+    #: The monitor's samples of the benchmark's window (``server_metrics.jsonl``), if any.
+    server_rows: list[Row] | None = None
 
     def measured_ok(self, run_index: int) -> list[RequestRecord]:
         """Successful, non-warmup records of one run: the only ones latency charts may use."""
@@ -59,6 +62,12 @@ def load_results(results_dir: Path) -> LoadedResults:
     except ValueError as exc:  # pydantic's ValidationError and JSON errors are ValueErrors
         raise ReportError(f"{summary_path}: unreadable summary: {exc}") from exc
     loaded = LoadedResults(directory=results_dir, summary=summary)
+    server_path = results_dir / SERVER_METRICS_FILE
+    if server_path.is_file():
+        try:
+            loaded.server_rows = read_rows(server_path)
+        except ValueError as exc:
+            loaded.notes.append(f"{SERVER_METRICS_FILE} is unreadable ({exc}).")
     records_path = results_dir / RECORDS_FILE
     if not records_path.is_file():
         loaded.notes.append(f"{RECORDS_FILE} is missing: per-request charts are not available.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 
 from aifactory.loadgen.messages import WorkerReport
 from aifactory.loadgen.metrics.records import RequestRecord
@@ -46,6 +47,7 @@ def summarize_run(
     slo: SloConfig,
     *,
     state: BenchState,
+    started_at: datetime | None = None,
 ) -> RunSummary:
     measured = [r for r in records if not r.warmup]
     warm = len(records) - len(measured)
@@ -66,6 +68,7 @@ def summarize_run(
     return RunSummary(
         run_index=plan.run_index,
         label=plan.label,
+        started_at=started_at,
         loop=plan.loop,
         requested_rate=plan.rate,
         concurrency=plan.concurrency,

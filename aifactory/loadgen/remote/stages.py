@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from faststream.nats import NatsBroker
@@ -241,7 +242,12 @@ class RemoteRun:
         self.board.collector.emit_window()
         state = BenchState.CANCELLED if stopped_at is not None else BenchState.COMPLETED
         return summarize_run(
-            plan, self.board.collector.stage_records, reports, self.config.slo, state=state
+            plan,
+            self.board.collector.stage_records,
+            reports,
+            self.config.slo,
+            state=state,
+            started_at=datetime.fromtimestamp(start_wall_ns / 1e9, UTC),
         )
 
     async def release(self, finished: bool) -> None:
