@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from aifactory.cli import bench, experiment, recipes, services, simulate
+from aifactory.cli import bench, experiment, monitor, recipes, services, simulate
 from aifactory.cli.common import console, err_console, fail, settings
 from aifactory.contract import bus_document
 from aifactory.shared.credentials import credentials_path
@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(recipes.app, name="recipes")
 app.add_typer(services.app, name="services")
+app.add_typer(monitor.app, name="monitor")
 app.command()(services.deploy)
 
 for _commands in (simulate, bench, experiment):
@@ -64,6 +65,14 @@ def up(
             "user of this machine can then drive your stack.",
         ),
     ] = False,
+    with_prometheus: Annotated[
+        bool,
+        typer.Option(
+            "--with-prometheus",
+            help="Also run Prometheus (Debian's) on the monitor's targets (HTTP SD) and the "
+            "stack's services, supervised like them.",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start the embedded NATS and the services in the foreground; Ctrl-C stops all.
@@ -77,7 +86,7 @@ def up(
             raise fail(f"--executor: unknown executor {executor!r}; known: {executor_names()}")
         os.environ["AIFACTORY_EXECUTOR"] = executor  # the services read it at start
     cfg = load_settings()  # not the running stack's: this one is about to start
-    stack = Stack(cfg, insecure_loopback=insecure_loopback)
+    stack = Stack(cfg, insecure_loopback=insecure_loopback, with_prometheus=with_prometheus)
     stopping = False
 
     def _stop(signum: int, frame: object) -> None:
@@ -117,6 +126,10 @@ def _print_urls(info: StackInfo | None) -> None:
         return
     console.print(f"  ingress  {info.ingress_url}  (OpenAPI: /docs)")
     console.print(f"  client   {info.client_url}")
+    if info.monitor_url:
+        console.print(f"  monitor  {info.monitor_url}")
+    if info.prometheus_url:
+        console.print(f"  prometheus {info.prometheus_url}")
     console.print(f"  token    in {credentials_path(settings().state_dir)} (mode 0600)")
 
 

@@ -249,3 +249,41 @@ def aggregates(
         node_cpu_util_mean=_mean(busy),
         node_memory_used_max_bytes=max(node_mem, default=None),
     )
+
+
+def _last(series: dict[str, Series]) -> list[float]:
+    return [points[-1][1] for points in series.values() if points]
+
+
+def live_figures(tl: Timeline) -> list[tuple[str, str]]:
+    """The latest key figures, for a live view: (name, formatted value)."""
+    out: list[tuple[str, str]] = []
+    if tl.running:
+        out.append(("requests running", f"{sum(_last(tl.running)):.0f}"))
+        out.append(("requests waiting", f"{sum(_last(tl.waiting)):.0f}"))
+    if tl.kv_cache:
+        out.append(("KV cache used", f"{100 * max(_last(tl.kv_cache)):.1f} %"))
+    for name, series in (("output tokens/s", tl.generation), ("prompt tokens/s", tl.prompt)):
+        rates = _last({k: rate(v) for k, v in series.items()})
+        if rates:
+            out.append((name, f"{sum(rates):,.0f}"))
+    for gpu, q in sorted(tl.gpu.items()):
+        parts = []
+        for quantity, fmt in (
+            ("util", "{:.0f} %"),
+            ("mem_used", "{:,.0f} MiB"),
+            ("power", "{:.0f} W"),
+            ("temp", "{:.0f} C"),
+        ):
+            if q.get(quantity):
+                parts.append(fmt.format(q[quantity][-1][1]))
+        out.append((gpu, "  ".join(parts)))
+    for node, busy in sorted(tl.cpu_busy().items()):
+        if busy:
+            used = tl.mem_used.get(node)
+            memory = f"  memory {used[-1][1] / 1024**3:.1f} GiB" if used else ""
+            out.append((f"node {node}", f"CPU {100 * busy[-1][1]:.0f} %{memory}"))
+    for target, scrapes in sorted(tl.up.items()):
+        _, up, error = scrapes[-1]
+        out.append((f"target {target}", "up" if up else f"DOWN: {error}"))
+    return out
