@@ -261,10 +261,10 @@ class SimulatorMetrics:
         faults = CounterMetricFamily(
             "simulator_injected_faults",
             "Requests the simulator failed on purpose (--error-rate, --cut-rate).",
-            labels=["model_name", "kind"],
+            labels=[*VLLM_LABELS, "kind"],
         )
         for kind, n in self.faults.items():
-            faults.add_metric([self.model, kind], float(n))
+            faults.add_metric([self.model, ENGINE, kind], float(n))
         yield faults
 
 

@@ -85,12 +85,15 @@ aif_exporters() {
   host=$(hostname -s 2>/dev/null || hostname)
   [[ $host =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || host=localhost
   local file="exporters-$index.json" log="exporters-$index.log"
+  # Off the job's output: a background process holding it would keep whoever reads it
+  # (the scheduler, a test) waiting for the end of the stream.
+  exec >>"$log" 2>&1 </dev/null
   cmd=("$(command -v prometheus-node-exporter || command -v node_exporter)")
   if [[ -n ${cmd[0]} ]] && aif_start --web.listen-address "$log" "${cmd[@]}"; then
     node=$aif_port
     pids+=("$aif_pid")
   else
-    echo "aifactory: no node exporter on $host (install prometheus-node-exporter; see $log)" >&2
+    echo "aifactory: no node exporter on $host (install prometheus-node-exporter)"
   fi
   cmd=()
   if command -v dcgm-exporter >/dev/null 2>&1; then
@@ -102,20 +105,22 @@ aif_exporters() {
     gpu=$aif_port
     pids+=("$aif_pid")
   else
-    echo "aifactory: no dcgm-exporter on $host (see $log)" >&2
+    echo "aifactory: no dcgm-exporter on $host"
   fi
   printf '{"node_index": %s, "host": "%s", "node_exporter_port": %s, "dcgm_exporter_port": %s}\n' \
     "$index" "$host" "$node" "$gpu" >"$file.tmp" && mv -f -- "$file.tmp" "$file"
-  echo "aifactory: exporters on $host: node ${node/null/none}, gpu ${gpu/null/none}" >&2
+  echo "aifactory: exporters on $host: node ${node/null/none}, gpu ${gpu/null/none}"
   trap 'kill "${pids[@]}" 2>/dev/null; exit 0' TERM INT
   while ((watch == 0)) || kill -0 "$watch" 2>/dev/null; do
     sleep 1
   done
   kill "${pids[@]}" 2>/dev/null
 }
+echo "aifactory: starting metrics exporters (ports: exporters-<node>.json, output: exporters-<node>.log)"
 if [[ ${SLURM_JOB_NUM_NODES:-1} -gt 1 && ${SLURM_CLUSTER_NAME:-} != local ]] && command -v srun >/dev/null 2>&1; then
   srun --overlap --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 \
-    bash -c "$(declare -f aif_port_open aif_start aif_exporters); aif_exporters 0" &
+    bash -c "$(declare -f aif_port_open aif_start aif_exporters); aif_exporters 0" \
+    >>exporters-srun.log 2>&1 </dev/null &
 else
   aif_exporters "$$" &
 fi
