@@ -157,8 +157,12 @@ class Parser:
                 if not series.kept:
                     continue
                 if series.reduced is None:
+                    # Validated once when the series was parsed: construct, do not re-check
+                    # (the labels dict is shared with the cache; nobody mutates samples).
                     value = float(value_text)
-                    out.append(Sample(name=series.name, labels=series.labels, value=value))
+                    out.append(
+                        Sample.model_construct(name=series.name, labels=series.labels, value=value)
+                    )
                 else:
                     reduced[series.reduced] = reduced.get(series.reduced, 0.0) + float(value_text)
         except ExpositionError:

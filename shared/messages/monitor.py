@@ -14,6 +14,7 @@ gap in the data then has a reason a reader can see.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field
 
@@ -30,6 +31,9 @@ NODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$"
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
 #: What the monitor fetches: http(s), a host, a port, a plain path.
 SCRAPE_URL_PATTERN = r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}/[A-Za-z0-9._~/-]*$"
+
+LabelName = Annotated[str, Field(pattern=LABEL_NAME_PATTERN)]
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE_PATTERN)]
 
 #: Labels every target carries; a recipe's own labels may not reuse these names.
 RESERVED_LABELS = frozenset({"service_id", "recipe", "job_id", "node", "role", "instance", "job"})
@@ -56,10 +60,9 @@ class ScrapeTarget(Model):
     job_id: str = Field(pattern=JOB_ID_PATTERN, description="The scheduler's job id.")
     node: str = Field(pattern=NODE_PATTERN, description="The node it runs on.")
     role: TargetRole = Field(description="service, node or gpu.")
-    labels: dict[str, str] = Field(
+    labels: dict[LabelName, LabelValue] = Field(
         default_factory=dict,
-        description="Extra labels from the recipe's monitoring block (names and values "
-        "validated there).",
+        description="Extra labels from the recipe's monitoring block.",
     )
 
     @property
