@@ -42,7 +42,12 @@ class SlurmSettings(BaseModel):
 #: read. A site Prometheus scrapes everything itself (HTTP SD); the bus carries key series.
 DEFAULT_MONITOR_KEEP = (
     r"vllm:.*",
-    r"DCGM_FI_.*",
+    # dcgm-exporter's default counters that the report and dashboards read, and the usual
+    # companions; its other default counters (ECC, remapped rows, NVLink, vGPU) stay in a
+    # site Prometheus: on the bus, 8 GPUs x 25 fields would be ~50 KB per scrape.
+    r"DCGM_FI_DEV_(GPU_UTIL|MEM_COPY_UTIL|FB_USED|FB_FREE|FB_RESERVED|POWER_USAGE|GPU_TEMP"
+    r"|MEMORY_TEMP|SM_CLOCK|TOTAL_ENERGY_CONSUMPTION|XID_ERRORS)",
+    r"DCGM_FI_PROF_(GR_ENGINE_ACTIVE|PIPE_TENSOR_ACTIVE|DRAM_ACTIVE|SM_ACTIVE|SM_OCCUPANCY)",
     r"node_cpu_seconds_total",
     r"node_memory_(MemTotal|MemAvailable|MemFree|Cached|Buffers)_bytes",
     r"node_load(1|5|15)",

@@ -4,10 +4,16 @@ A node exporter answers 50-200 KB; a hundred targets every five seconds must cos
 percent of a core. Parsing every line with a Python parser costs far more than that
 (prometheus_client's takes ~70 us per DCGM line), so the work is split:
 
-1. the whole body is checked for structure in C (``re``): UTF-8, every line a comment, a
-   blank, or ``name[{labels}] value [timestamp]``: garbage fails the scrape;
-2. only the lines of kept metric names are picked out, found by their literal prefixes
-   with ``str.find`` (C speed; no line-by-line loop over the body);
+1. the whole body is checked for structure in C (``re``): UTF-8, and every line a
+   comment, a blank, or ``name[{labels}] value [timestamp]``: garbage fails the scrape.
+   The line-by-line check is the costliest step (~0.8 ms per 100 KB), so a caller may ask
+   for it only now and then (``thorough``); the cheap form, every time, checks UTF-8 and
+   that every line starts as a comment or a metric name does (an HTML page, JSON, binary
+   data or indented text fail at once);
+2. only the lines of kept metric names are picked out: each pattern's literal prefix
+   (``DCGM_FI_DEV_``, ``vllm:``) is found with ``str.find`` and its block of consecutive
+   lines taken whole (a family's lines are consecutive), so the body is never walked line
+   by line in Python; the few lines of such a block that are not kept are skipped by name;
 3. each distinct series text (name and labels) is parsed once by prometheus_client's
    parser and cached, so the common case (the same series every scrape, new values) costs
    a dictionary lookup and a ``float``; values are Prometheus floats (``NaN``, ``+Inf``).
@@ -34,6 +40,8 @@ REDUCE: dict[str, str] = {"node_cpu_seconds_total": "cpu"}
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _LINE = rf"(?:#[^\n]*|[ \t]*|{_NAME}(?:\{{[^\n]*\}})?[ \t]+[^ \t\n]+(?:[ \t]+-?[0-9]+)?[ \t]*)"
 _STRUCTURE = re.compile(rf"(?:{_LINE}\n)*{_LINE}?")
+#: A line that starts as neither a comment nor a metric name (searched from "\n": fast).
+_BAD_START = re.compile(r"\n[^#a-zA-Z_:\n]")
 #: A kept line: its series text (name and labels) and its value.
 _SPLIT = re.compile(rf"^({_NAME}(?:\{{[^\n]*\}})?)[ \t]+([^ \t\n]+)", re.MULTILINE)
 _SERIES_CACHE_LIMIT = 200_000
@@ -68,29 +76,15 @@ def literal_prefix(pattern: str) -> str:
     return "".join(out)
 
 
-def literal_prefixes(pattern: str) -> list[str]:
-    """Like :func:`literal_prefix`, but a leading group of plain alternatives
-    (``node_load(1|5|15)``) gives one prefix per alternative: fewer candidate lines."""
-    head = literal_prefix(pattern)
-    rest = pattern[len(head) :]
-    if rest.startswith("("):
-        close = rest.find(")")
-        inside = rest[1:close]
-        after = rest[close + 1 :]
-        plain = close > 0 and not (set(inside) - {"|"}) & _REGEX_META
-        if plain and not after.startswith(("*", "?", "{")):
-            return [head + alt + literal_prefix(after) for alt in inside.split("|")]
-    return [head]
-
-
 class Selector:
     """Which metric names are kept (regular expressions matching the whole name)."""
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self._regexes = [re.compile(p) for p in patterns]
-        prefixes = {prefix for p in patterns for prefix in literal_prefixes(p)}
-        #: Searched as "\n<prefix>"; an empty prefix means every line is a candidate.
-        self.prefixes = sorted(prefixes, key=len)
+        stems = sorted({literal_prefix(p) for p in patterns}, key=len)
+        #: Searched as "\n<prefix>"; an empty prefix means every line is a candidate. A
+        #: prefix that extends another is left out: the shorter one finds its lines too.
+        self.prefixes = [p for i, p in enumerate(stems) if not p.startswith(tuple(stems[:i]))]
         #: Per prefix: the first newline not followed by it ends the prefix's block.
         self._block_ends = [(p, re.compile("\n(?!" + re.escape(p) + ")")) for p in self.prefixes]
         self._verdicts: dict[str, bool] = {}
@@ -103,25 +97,34 @@ class Selector:
                 self._verdicts[name] = verdict
         return verdict
 
-    def candidate_lines(self, text: str) -> list[str]:
-        """Blocks of consecutive lines starting with a kept prefix, in exposition order.
+    def candidate_lines(
+        self, text: str, only: frozenset[str] | None = None
+    ) -> tuple[list[str], frozenset[str]]:
+        """Blocks of consecutive lines starting with a kept prefix, in exposition order, and
+        the prefixes found. ``only``: search just these (the ones a target had before).
 
         A family's lines are consecutive in an exposition, so each prefix costs a few
-        ``find`` calls and one regex scan to the end of its block, whatever the line count.
+        ``find`` calls and one regex scan to the end of its block, whatever the line count;
+        a prefix a body lacks costs a scan of the whole body, which ``only`` avoids.
         """
         if "" in self.prefixes:
-            return [line for line in text.split("\n") if line and line[0] != "#"]
+            lines = [line for line in text.split("\n") if line and line[0] != "#"]
+            return lines, frozenset({""})
         body = "\n" + text
         found: dict[int, str] = {}
+        present = set()
         for prefix, block_end in self._block_ends:
+            if only is not None and prefix not in only:
+                continue
             needle = "\n" + prefix
             at = body.find(needle)
             while at >= 0:
+                present.add(prefix)
                 end_match = block_end.search(body, at + 1)
                 end = len(body) if end_match is None else end_match.start()
                 found[at] = body[at + 1 : end]
                 at = body.find(needle, end)
-        return [found[k] for k in sorted(found)]
+        return [found[k] for k in sorted(found)], frozenset(present)
 
 
 class Parser:
@@ -130,39 +133,49 @@ class Parser:
     def __init__(self, selector: Selector) -> None:
         self.selector = selector
         self._series: dict[str, Series] = {}
+        #: Per source, the kept prefixes its body had at its last thorough scrape.
+        self._present: dict[str, frozenset[str]] = {}
 
-    def samples(self, body: bytes) -> list[Sample]:
-        """The kept samples of ``body``; raises :class:`ExpositionError`."""
+    def samples(self, body: bytes, *, thorough: bool = True, source: str = "") -> list[Sample]:
+        """The kept samples of ``body``; raises :class:`ExpositionError`.
+
+        ``thorough``: check every line's shape, not only how each line starts, and look for
+        every kept prefix; otherwise only for those ``source`` (a target's URL) had at its
+        last thorough scrape (a node exporter never grows ``vllm:`` lines).
+        """
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ExpositionError(f"not UTF-8 text (byte {exc.start})") from None
-        if _STRUCTURE.fullmatch(text) is None:
+        bad = _BAD_START.search("\n" + text) is not None
+        if bad or (thorough and _STRUCTURE.fullmatch(text) is None):
             raise ExpositionError(_first_bad_line(text))
-        blocks = "\n".join(self.selector.candidate_lines(text))
+        only = None if thorough else self._present.get(source)
+        lines, present = self.selector.candidate_lines(text, only)
+        if only is None and source:
+            if len(self._present) >= _SERIES_CACHE_LIMIT:
+                self._present.clear()
+            self._present[source] = present
+        blocks = "\n".join(lines)
         pairs = _SPLIT.findall(blocks)
         if blocks and len(pairs) != blocks.count("\n") + 1:  # the structure check prevents it
             raise ExpositionError("a kept line has no value")
+        texts = [text for text, _ in pairs]
+        if len(set(texts)) != len(texts):
+            raise ExpositionError(f"duplicate series {_first_repeat(texts)[:200]}")
         out: list[Sample] = []
-        seen: set[str] = set()
         reduced: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         cache = self._series
         series_text = value_text = ""
         try:
             for series_text, value_text in pairs:
-                if series_text in seen:
-                    raise ExpositionError(f"duplicate series {series_text[:200]}")
-                seen.add(series_text)
                 series = cache.get(series_text) or self._parse_series(series_text)
                 if not series.kept:
                     continue
                 if series.reduced is None:
-                    # Validated once when the series was parsed: construct, do not re-check
-                    # (the labels dict is shared with the cache; nobody mutates samples).
+                    # The labels dict is shared with the cache: nobody mutates samples.
                     value = float(value_text)
-                    out.append(
-                        Sample.model_construct(name=series.name, labels=series.labels, value=value)
-                    )
+                    out.append({"name": series.name, "labels": series.labels, "value": value})
                 else:
                     reduced[series.reduced] = reduced.get(series.reduced, 0.0) + float(value_text)
         except ExpositionError:
@@ -171,7 +184,7 @@ class Parser:
             where = series_text[:200]
             raise ExpositionError(f"{where}: not a number: {value_text[:40]!r}") from None
         out.extend(
-            Sample(name=name, labels=dict(labels), value=value)
+            {"name": name, "labels": dict(labels), "value": value}
             for (name, labels), value in reduced.items()
         )
         return out
@@ -192,6 +205,15 @@ class Parser:
             self._series.clear()  # churn (per-request labels): start over, stay bounded
         self._series[series_text] = parsed
         return parsed
+
+
+def _first_repeat(texts: list[str]) -> str:
+    seen: set[str] = set()
+    for text in texts:
+        if text in seen:
+            return text
+        seen.add(text)
+    return ""
 
 
 def _first_bad_line(text: str) -> str:

@@ -23,6 +23,9 @@ from aifactory.shared.messages.monitor import Sample
 #: applies to what is really read.
 HEADERS = {"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "identity"}
 CHUNK = 256 * 1024
+#: Every line's shape is checked on a target's first scrape, after a failed one, and then
+#: every this many scrapes (once a minute at 5 s); the cheap checks run every time.
+THOROUGH_EVERY = 12
 
 
 class TooLarge(Exception):
@@ -59,6 +62,8 @@ class Scraper:
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None
+        #: Scrapes of each URL since its last thorough check (absent: check next time).
+        self._since_thorough: dict[str, int] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -75,6 +80,14 @@ class Scraper:
             await self._session.close()
 
     async def scrape(self, url: str) -> ScrapeOutcome:
+        outcome = await self._scrape(url)
+        if not outcome.up:
+            self._since_thorough.pop(url, None)  # the next one checks every line again
+        elif len(self._since_thorough) > 100_000:
+            self._since_thorough.clear()  # targets came and went: stay bounded
+        return outcome
+
+    async def _scrape(self, url: str) -> ScrapeOutcome:
         start = time.perf_counter()
         size = 0
         try:
@@ -87,7 +100,10 @@ class Scraper:
                     waited = time.perf_counter() - begun
                     return _failed(start, f"timeout: no complete answer in {waited:.1f} s")
             size = len(body)
-            samples = self.parser.samples(body)
+            since = self._since_thorough.get(url, THOROUGH_EVERY)
+            thorough = since >= THOROUGH_EVERY
+            samples = self.parser.samples(body, thorough=thorough, source=url)
+            self._since_thorough[url] = 1 if thorough else since + 1
         except TooLarge:
             return _failed(start, f"exposition over {self.max_bytes:,} bytes; not read further")
         except ExpositionError as exc:

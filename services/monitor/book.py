@@ -36,6 +36,8 @@ from aifactory.shared.states import ServiceState
 
 log = logging.getLogger(__name__)
 
+R = TypeVar("R", ServiceRecord, BenchmarkRecord)
+
 
 class TargetBook:
     def __init__(
@@ -61,15 +63,35 @@ class TargetBook:
         self._exporters: dict[tuple[str, str], list[NodeExporters]] = {}
         self._active: dict[str, set[str]] = {}
         self._first = True
+        #: Parsed records by their stored bytes: a refresh re-parses only what changed.
+        self._parsed: dict[bytes, ServiceRecord | BenchmarkRecord] = {}
+
+    def _records(self, values: Iterable[bytes], model: type[R]) -> list[R]:
+        out: list[R] = []
+        parsed: dict[bytes, ServiceRecord | BenchmarkRecord] = {}
+        for raw in values:
+            record = self._parsed.get(raw)
+            if not isinstance(record, model):
+                try:
+                    record = model.model_validate_json(raw)
+                except ValidationError as exc:
+                    log.warning("skipping an unreadable %s: %s", model.__name__, exc)
+                    continue
+            parsed[raw] = record
+            out.append(record)
+        self._parsed.update(parsed)
+        return out
 
     async def refresh(self) -> None:
-        records = _records(self.services.values.values(), ServiceRecord)
+        live = set(self.services.values.values()) | set(self.benchmarks.values.values())
+        self._parsed = {raw: r for raw, r in self._parsed.items() if raw in live}
+        records = self._records(self.services.values.values(), ServiceRecord)
         running = [r for r in records if r.state is ServiceState.RUNNING and r.job_id]
         wanted: dict[str, list[ScrapeTarget]] = {}
         for record in running:
             wanted[record.service_id] = service_targets(record, await self._exporters_of(record))
-        live = {(r.service_id, r.job_id) for r in running}
-        self._exporters = {k: v for k, v in self._exporters.items() if k in live}
+        jobs = {(r.service_id, r.job_id) for r in running}
+        self._exporters = {k: v for k, v in self._exporters.items() if k in jobs}
         await self._publish_targets(wanted)
         every = [t for targets in wanted.values() for t in targets]
         self.scheduler.set_targets(every)
@@ -116,7 +138,7 @@ class TargetBook:
             await asyncio.to_thread(write_file_sd, self.file_sd, every)
 
     def _set_activity(self, records: list[ServiceRecord]) -> None:
-        runs = _records(self.benchmarks.values.values(), BenchmarkRecord)
+        runs = self._records(self.benchmarks.values.values(), BenchmarkRecord)
         active = benchmarked(runs, records)
         for service_id, ids in self._active.items():
             for benchmark_id in ids - active.get(service_id, set()):
@@ -126,16 +148,3 @@ class TargetBook:
                 self.metrics.benchmark_active.labels(service_id, benchmark_id).set(1)
         self._active = active
         self.scheduler.set_fast(set(active))
-
-
-R = TypeVar("R", ServiceRecord, BenchmarkRecord)
-
-
-def _records(values: Iterable[bytes], model: type[R]) -> list[R]:
-    out: list[R] = []
-    for raw in values:
-        try:
-            out.append(model.model_validate_json(raw))
-        except ValidationError as exc:
-            log.warning("skipping an unreadable %s: %s", model.__name__, exc)
-    return out

@@ -131,7 +131,7 @@ async def test_bad_targets_fail_with_reasons_while_the_good_one_keeps_its_pace(
         await scraper.close()
 
     good_scrapes = seen["good"]
-    assert all(o.up and o.samples[0].value == 2 for _, o in good_scrapes)
+    assert all(o.up and o.samples[0]["value"] == 2 for _, o in good_scrapes)
     # every 0.25 s for ~4 s, whatever the slow and huge ones do to their own slots
     assert len(good_scrapes) >= 10, [round(t, 2) for t, _ in good_scrapes]
     gaps = [b - a for (a, _), (b, _) in pairwise(good_scrapes)]

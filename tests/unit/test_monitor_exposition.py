@@ -8,7 +8,7 @@ from aifactory.monitor.exposition import (
     ExpositionError,
     Parser,
     Selector,
-    literal_prefixes,
+    literal_prefix,
     parse_all,
 )
 from aifactory.shared.settings import DEFAULT_MONITOR_KEEP
@@ -54,7 +54,7 @@ VLLM = (
 def kept(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
     for s in parse_all(text.encode(), DEFAULT_MONITOR_KEEP):
-        out.setdefault(s.name, []).append((s.labels, s.value))
+        out.setdefault(s["name"], []).append((s["labels"], s["value"]))
     return out
 
 
@@ -128,15 +128,17 @@ def test_series_are_parsed_once_and_reused(monkeypatch: pytest.MonkeyPatch) -> N
     parser = Parser(Selector(DEFAULT_MONITOR_KEEP))
     first = parser.samples(DCGM.encode())
     second = parser.samples(DCGM.replace("} 87", "} 12").encode())
-    assert [s.value for s in first] == [87, pytest.approx(412.345)]
-    assert [s.value for s in second] == [12, pytest.approx(412.345)]
+    assert [s["value"] for s in first] == [87, pytest.approx(412.345)]
+    assert [s["value"] for s in second] == [12, pytest.approx(412.345)]
     assert len(calls) == 2  # two series, each parsed by prometheus_client once
 
 
 def test_literal_prefixes_narrow_the_lines_looked_at() -> None:
-    assert literal_prefixes("vllm:.*") == ["vllm:"]
-    assert literal_prefixes("node_load(1|5|15)") == ["node_load1", "node_load5", "node_load15"]
-    assert literal_prefixes("DCGM_FI_DEV_(GPU_UTIL|FB_.*)") == ["DCGM_FI_DEV_"]
-    assert literal_prefixes(".*") == [""]
+    assert literal_prefix("vllm:.*") == "vllm:"
+    assert literal_prefix("node_load(1|5|15)") == "node_load"
+    assert literal_prefix("DCGM_FI_DEV_(GPU_UTIL|FB_.*)") == "DCGM_FI_DEV_"
+    assert literal_prefix("node_loads?") == "node_load"
+    assert literal_prefix(".*") == ""
+    assert Selector(["node_load1", "node_load(5|15)", "vllm:.*"]).prefixes == ["vllm:", "node_load"]
     everything = Selector([".*"])
     assert len(Parser(everything).samples((NODE + VLLM).encode())) == 10

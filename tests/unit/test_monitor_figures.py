@@ -173,7 +173,11 @@ def test_rows_of_a_failed_scrape_say_why() -> None:
         size_bytes=0,
     )
     good = bad.model_copy(
-        update={"up": True, "error": None, "samples": [Sample(name="node_load1", value=1.5)]}
+        update={
+            "up": True,
+            "error": None,
+            "samples": [Sample(name="node_load1", labels={}, value=1.5)],
+        }
     )
     assert rows_of([bad, good]) == [
         Row(T0, "s-node-0", "node", "n1", "up", 0.0, {"error": "timeout"}),

@@ -46,8 +46,8 @@ def test_the_text_is_dcgm_exporters() -> None:
         integer = dict((f, i) for f, _, _, i in FIELDS)[match.group(1)]
         assert ("." not in match.group(3)) is integer, line
     parsed = parse_all(text.encode(), ["DCGM_FI_.*"])
-    assert {s.labels["Hostname"] for s in parsed} == {"node7"}
-    assert len({s.labels["UUID"] for s in parsed}) == 2
+    assert {s["labels"]["Hostname"] for s in parsed} == {"node7"}
+    assert len({s["labels"]["UUID"] for s in parsed}) == 2
 
 
 def test_values_follow_the_load() -> None:
