@@ -60,7 +60,8 @@ class Series:
     name: str
     labels: dict[str, str]
     kept: bool
-    reduced: tuple[str, tuple[tuple[str, str], ...]] | None = None
+    #: The slot its value is summed into, when its name is reduced (see ``Parser``).
+    reduced: int | None = None
 
 
 def literal_prefix(pattern: str) -> str:
@@ -85,8 +86,9 @@ class Selector:
         #: Searched as "\n<prefix>"; an empty prefix means every line is a candidate. A
         #: prefix that extends another is left out: the shorter one finds its lines too.
         self.prefixes = [p for i, p in enumerate(stems) if not p.startswith(tuple(stems[:i]))]
-        #: Per prefix: the first newline not followed by it ends the prefix's block.
-        self._block_ends = [(p, re.compile("\n(?!" + re.escape(p) + ")")) for p in self.prefixes]
+        #: Per prefix: its block ends at the first line that neither starts with it nor is a
+        #: comment (HELP and TYPE lines separate the families sharing a prefix).
+        self._block_ends = [(p, re.compile("\n(?!" + re.escape(p) + "|#)")) for p in self.prefixes]
         self._verdicts: dict[str, bool] = {}
 
     def keeps(self, name: str) -> bool:
@@ -135,6 +137,9 @@ class Parser:
         self._series: dict[str, Series] = {}
         #: Per source, the kept prefixes its body had at its last thorough scrape.
         self._present: dict[str, frozenset[str]] = {}
+        #: Reduced series sum into numbered slots (an int hashes faster than the key).
+        self._slot_of: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        self._slots: list[tuple[str, tuple[tuple[str, str], ...]]] = []
 
     def samples(self, body: bytes, *, thorough: bool = True, source: str = "") -> list[Sample]:
         """The kept samples of ``body``; raises :class:`ExpositionError`.
@@ -150,6 +155,12 @@ class Parser:
         bad = _BAD_START.search("\n" + text) is not None
         if bad or (thorough and _STRUCTURE.fullmatch(text) is None):
             raise ExpositionError(_first_bad_line(text))
+        if len(self._series) >= _SERIES_CACHE_LIMIT:
+            # Churn (a label per request, say): start over rather than grow. Between
+            # bodies, so no slot of this one is lost.
+            self._series.clear()
+            self._slot_of.clear()
+            self._slots.clear()
         only = None if thorough else self._present.get(source)
         lines, present = self.selector.candidate_lines(text, only)
         if only is None and source:
@@ -158,13 +169,14 @@ class Parser:
             self._present[source] = present
         blocks = "\n".join(lines)
         pairs = _SPLIT.findall(blocks)
-        if blocks and len(pairs) != blocks.count("\n") + 1:  # the structure check prevents it
-            raise ExpositionError("a kept line has no value")
+        comments = blocks.count("\n#") + blocks.startswith("#")
+        if blocks and len(pairs) != blocks.count("\n") + 1 - comments:
+            raise ExpositionError("a kept line has no value")  # the checks above prevent it
         texts = [text for text, _ in pairs]
         if len(set(texts)) != len(texts):
             raise ExpositionError(f"duplicate series {_first_repeat(texts)[:200]}")
         out: list[Sample] = []
-        reduced: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        reduced: dict[int, float] = {}
         cache = self._series
         series_text = value_text = ""
         try:
@@ -183,10 +195,9 @@ class Parser:
         except ValueError:
             where = series_text[:200]
             raise ExpositionError(f"{where}: not a number: {value_text[:40]!r}") from None
-        out.extend(
-            {"name": name, "labels": dict(labels), "value": value}
-            for (name, labels), value in reduced.items()
-        )
+        for slot, value in reduced.items():
+            name, labels = self._slots[slot]
+            out.append({"name": name, "labels": dict(labels), "value": value})
         return out
 
     def _parse_series(self, series_text: str) -> Series:
@@ -197,12 +208,13 @@ class Parser:
             raise ExpositionError(f"cannot parse {series_text[:200]}: {exc}") from None
         labels = dict(sample.labels)
         drop = REDUCE.get(sample.name)
-        reduced = None
+        slot = None
         if drop is not None:
-            reduced = (sample.name, tuple(sorted((k, v) for k, v in labels.items() if k != drop)))
-        parsed = Series(sample.name, labels, self.selector.keeps(sample.name), reduced)
-        if len(self._series) >= _SERIES_CACHE_LIMIT:
-            self._series.clear()  # churn (per-request labels): start over, stay bounded
+            key = (sample.name, tuple(sorted((k, v) for k, v in labels.items() if k != drop)))
+            slot = self._slot_of.setdefault(key, len(self._slot_of))
+            if slot == len(self._slots):
+                self._slots.append(key)
+        parsed = Series(sample.name, labels, self.selector.keeps(sample.name), slot)
         self._series[series_text] = parsed
         return parsed
 

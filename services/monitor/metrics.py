@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 @dataclass
 class MonitorMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    _labelled: dict[tuple[str, bool], tuple[Counter, Histogram]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -46,3 +47,19 @@ class MonitorMetrics:
             ["service_id", "benchmark_id"],
             registry=r,
         )
+
+    def scraped(self, role: str, up: bool, seconds: float) -> None:
+        counter, histogram = self._children(role, up)
+        counter.inc()
+        histogram.observe(seconds)
+
+    def _children(self, role: str, up: bool) -> tuple[Counter, Histogram]:
+        """The labelled children, looked up once (``labels()`` costs a lock and a dict)."""
+        found = self._labelled.get((role, up))
+        if found is None:
+            found = (
+                self.scrapes.labels(role, "ok" if up else "failed"),
+                self.scrape_seconds.labels(role),
+            )
+            self._labelled[(role, up)] = found
+        return found

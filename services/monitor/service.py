@@ -24,7 +24,7 @@ from aifactory.shared import subjects
 from aifactory.shared.bus import bus_connected, ensure_topology, make_broker, publish
 from aifactory.shared.executors.factory import make_executor
 from aifactory.shared.http import add_ops_routes, embedded_server
-from aifactory.shared.messages import MonitorSamples, ScrapeTarget
+from aifactory.shared.messages import MonitorSamples, ScrapeTarget, new_id
 from aifactory.shared.process import ServiceProcess
 from aifactory.shared.settings import Settings
 
@@ -58,12 +58,15 @@ class MonitorService(ServiceProcess):
     async def on_scrape(
         self, target: ScrapeTarget, outcome: ScrapeOutcome, started: datetime
     ) -> None:
-        role = target.role.value
-        self.metrics.scrapes.labels(role, "ok" if outcome.up else "failed").inc()
-        self.metrics.scrape_seconds.labels(role).observe(outcome.duration_s)
+        self.metrics.scraped(target.role.value, outcome.up, outcome.duration_s)
         # Built from validated parts (the target model, samples parsed by prometheus_client):
         # constructed without a second validation of every sample.
+        # Every field given: model_construct then never calls a default factory (pydantic
+        # inspects a factory's signature on each call, a measurable cost at this rate).
         message = MonitorSamples.model_construct(
+            id=new_id(),
+            correlation_id=None,
+            schema_version=1,
             time=started,
             service_id=target.service_id,
             target=target,
