@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from aifactory.shared.messages.monitor import Sample
+from aifactory.shared.messages.monitor import SeriesGroup
 
 #: Metric name → label summed away (``node_cpu_seconds_total{cpu,mode}`` → ``{mode}``).
 REDUCE: dict[str, str] = {"node_cpu_seconds_total": "cpu"}
@@ -60,8 +60,10 @@ class Series:
     name: str
     labels: dict[str, str]
     kept: bool
-    #: The slot its value is summed into, when its name is reduced (see ``Parser``).
-    reduced: int | None = None
+    #: The group of its label set (after reduction), numbered by the parser.
+    group: int
+    #: Summed with the other series of its group and name (its name is reduced).
+    reduced: bool = False
 
 
 def literal_prefix(pattern: str) -> str:
@@ -137,11 +139,11 @@ class Parser:
         self._series: dict[str, Series] = {}
         #: Per source, the kept prefixes its body had at its last thorough scrape.
         self._present: dict[str, frozenset[str]] = {}
-        #: Reduced series sum into numbered slots (an int hashes faster than the key).
-        self._slot_of: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
-        self._slots: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+        #: Label sets by number (an int hashes faster than the labels).
+        self._group_of: dict[tuple[tuple[str, str], ...], int] = {}
+        self._groups: list[dict[str, str]] = []
 
-    def samples(self, body: bytes, *, thorough: bool = True, source: str = "") -> list[Sample]:
+    def samples(self, body: bytes, *, thorough: bool = True, source: str = "") -> list[SeriesGroup]:
         """The kept samples of ``body``; raises :class:`ExpositionError`.
 
         ``thorough``: check every line's shape, not only how each line starts, and look for
@@ -159,8 +161,8 @@ class Parser:
             # Churn (a label per request, say): start over rather than grow. Between
             # bodies, so no slot of this one is lost.
             self._series.clear()
-            self._slot_of.clear()
-            self._slots.clear()
+            self._group_of.clear()
+            self._groups.clear()
         only = None if thorough else self._present.get(source)
         lines, present = self.selector.candidate_lines(text, only)
         if only is None and source:
@@ -175,8 +177,7 @@ class Parser:
         texts = [text for text, _ in pairs]
         if len(set(texts)) != len(texts):
             raise ExpositionError(f"duplicate series {_first_repeat(texts)[:200]}")
-        out: list[Sample] = []
-        reduced: dict[int, float] = {}
+        groups: dict[int, dict[str, float]] = {}
         cache = self._series
         series_text = value_text = ""
         try:
@@ -184,21 +185,22 @@ class Parser:
                 series = cache.get(series_text) or self._parse_series(series_text)
                 if not series.kept:
                     continue
-                if series.reduced is None:
-                    # The labels dict is shared with the cache: nobody mutates samples.
-                    value = float(value_text)
-                    out.append({"name": series.name, "labels": series.labels, "value": value})
+                values = groups.get(series.group)
+                if values is None:
+                    values = groups[series.group] = {}
+                if series.reduced:
+                    values[series.name] = values.get(series.name, 0.0) + float(value_text)
+                elif series.name in values:  # the same labels written in another order
+                    raise ExpositionError(f"duplicate series {series_text[:200]}")
                 else:
-                    reduced[series.reduced] = reduced.get(series.reduced, 0.0) + float(value_text)
+                    values[series.name] = float(value_text)
         except ExpositionError:
             raise
         except ValueError:
             where = series_text[:200]
             raise ExpositionError(f"{where}: not a number: {value_text[:40]!r}") from None
-        for slot, value in reduced.items():
-            name, labels = self._slots[slot]
-            out.append({"name": name, "labels": dict(labels), "value": value})
-        return out
+        # The labels dicts are shared with the cache: nobody mutates a scrape's groups.
+        return [{"labels": self._groups[g], "values": v} for g, v in groups.items()]
 
     def _parse_series(self, series_text: str) -> Series:
         try:
@@ -208,13 +210,14 @@ class Parser:
             raise ExpositionError(f"cannot parse {series_text[:200]}: {exc}") from None
         labels = dict(sample.labels)
         drop = REDUCE.get(sample.name)
-        slot = None
         if drop is not None:
-            key = (sample.name, tuple(sorted((k, v) for k, v in labels.items() if k != drop)))
-            slot = self._slot_of.setdefault(key, len(self._slot_of))
-            if slot == len(self._slots):
-                self._slots.append(key)
-        parsed = Series(sample.name, labels, self.selector.keeps(sample.name), slot)
+            labels.pop(drop, None)
+        key = tuple(sorted(labels.items()))
+        group = self._group_of.setdefault(key, len(self._group_of))
+        if group == len(self._groups):
+            self._groups.append(labels)
+        kept = self.selector.keeps(sample.name)
+        parsed = Series(sample.name, labels, kept, group, reduced=drop is not None)
         self._series[series_text] = parsed
         return parsed
 
@@ -236,6 +239,6 @@ def _first_bad_line(text: str) -> str:
     return "not a Prometheus text exposition"
 
 
-def parse_all(body: bytes, keep: Iterable[str] = (".*",)) -> list[Sample]:
+def parse_all(body: bytes, keep: Iterable[str] = (".*",)) -> list[SeriesGroup]:
     """Every kept sample of one body (tests and one-off use; services keep a Parser)."""
     return Parser(Selector(list(keep))).samples(body)

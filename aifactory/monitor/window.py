@@ -52,7 +52,9 @@ def rows_of(messages: Iterable[MonitorSamples]) -> list[Row]:
         t, key, role, node = m.time.timestamp(), m.target.key, m.target.role.value, m.target.node
         up_labels = {"error": m.error} if m.error else {}
         out.append(Row(t, key, role, node, "up", 1.0 if m.up else 0.0, up_labels))
-        out.extend(Row(t, key, role, node, s["name"], s["value"], s["labels"]) for s in m.samples)
+        for group in m.groups:
+            labels = group["labels"]
+            out.extend(Row(t, key, role, node, n, v, labels) for n, v in group["values"].items())
     return out
 
 

@@ -95,6 +95,7 @@ class TargetBook:
         await self._publish_targets(wanted)
         every = [t for targets in wanted.values() for t in targets]
         self.scheduler.set_targets(every)
+        await self.scheduler.scraper.retain(t.url for t in every)
         for role in {t.role for t in every} | {
             t.role for ts in self.published.values() for t in ts
         }:

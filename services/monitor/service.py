@@ -74,7 +74,7 @@ class MonitorService(ServiceProcess):
             error=outcome.error,
             duration_s=outcome.duration_s,
             size_bytes=outcome.size_bytes,
-            samples=outcome.samples,
+            groups=outcome.groups,
         )
         try:
             await publish(
@@ -83,7 +83,7 @@ class MonitorService(ServiceProcess):
         except Exception:
             self.metrics.publish_errors.inc()
             raise
-        self.metrics.samples.inc(len(outcome.samples))
+        self.metrics.samples.inc(sum(len(g["values"]) for g in outcome.groups))
 
     async def run(self) -> None:
         await self.broker.connect()

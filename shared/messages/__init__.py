@@ -14,8 +14,8 @@ from aifactory.shared.messages.deploy import DeployCancel, DeployRequested
 from aifactory.shared.messages.jobs import Endpoint, JobEvent, ServiceReady, ServiceUnhealthy
 from aifactory.shared.messages.monitor import (
     MonitorSamples,
-    Sample,
     ScrapeTarget,
+    SeriesGroup,
     ServiceTargets,
     TargetRole,
 )
@@ -38,8 +38,8 @@ __all__ = [
     "Message",
     "Model",
     "MonitorSamples",
-    "Sample",
     "ScrapeTarget",
+    "SeriesGroup",
     "ServiceReady",
     "ServiceTargets",
     "ServiceUnhealthy",

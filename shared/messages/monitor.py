@@ -7,7 +7,7 @@ against a conservative pattern: values come partly from recipes and the schedule
 they end up in Prometheus configurations, PromQL legends and file names, where a quote, a
 newline or a ``$`` could change meaning.
 
-A scrape that failed is still a message (``up`` false, ``error`` set, no samples): the
+A scrape that failed is still a message (``up`` false, ``error`` set, no groups): the
 gap in the data then has a reason a reader can see.
 """
 
@@ -94,13 +94,20 @@ class ServiceTargets(Model):
     targets: list[ScrapeTarget] = Field(description="Every target, in a stable order.")
 
 
-class Sample(TypedDict):
-    """One scraped value. A typed dict, not a model: a scrape carries a hundred of them and
-    the monitor builds them on its hot path (a dict costs a tenth of a model instance)."""
+class SeriesGroup(TypedDict):
+    """The samples of one scrape that share a label set: metric name → value.
 
-    name: Annotated[str, Field(description="Metric name as exposed (``vllm:up``).")]
-    labels: Annotated[dict[str, str], Field(description="Its labels.")]
-    value: Annotated[float, Field(description="The value.")]
+    Grouped because exporters repeat long label sets on every series (dcgm-exporter's eight
+    labels on each of a GPU's fields): one GPU's fields travel as one group, a fifth of the
+    bytes of one sample each. A typed dict, not a model: the monitor builds them on its hot
+    path (a dict costs a tenth of a model instance).
+    """
+
+    labels: Annotated[dict[str, str], Field(description="The labels every value shares.")]
+    values: Annotated[
+        dict[str, float],
+        Field(description="Metric name as exposed (``vllm:num_requests_running``) → value."),
+    ]
 
 
 class MonitorSamples(Message):
@@ -115,8 +122,8 @@ class MonitorSamples(Message):
     error: str | None = Field(default=None, description="Why it failed, when it did.")
     duration_s: float = Field(ge=0, description="How long the scrape took.")
     size_bytes: int = Field(ge=0, description="Bytes of exposition text read.")
-    samples: list[Sample] = Field(
+    groups: list[SeriesGroup] = Field(
         default_factory=list,
-        description="The samples the monitor keeps (see MonitorSettings.keep), in exposition "
-        "order; per-CPU node series are summed over CPUs.",
+        description="The samples the monitor keeps (see MonitorSettings.keep), grouped by "
+        "label set; per-CPU node series are summed over CPUs.",
     )

@@ -131,7 +131,9 @@ async def test_bad_targets_fail_with_reasons_while_the_good_one_keeps_its_pace(
         await scraper.close()
 
     good_scrapes = seen["good"]
-    assert all(o.up and o.samples[0]["value"] == 2 for _, o in good_scrapes)
+    assert all(
+        o.up and o.groups[0]["values"]["vllm:num_requests_running"] == 2 for _, o in good_scrapes
+    )
     # every 0.25 s for ~4 s, whatever the slow and huge ones do to their own slots
     assert len(good_scrapes) >= 10, [round(t, 2) for t, _ in good_scrapes]
     gaps = [b - a for (a, _), (b, _) in pairwise(good_scrapes)]
@@ -140,7 +142,7 @@ async def test_bad_targets_fail_with_reasons_while_the_good_one_keeps_its_pace(
         outcomes = [o for _, o in seen[name]]
         assert outcomes, f"{name} was never scraped"
         for outcome in outcomes:
-            assert not outcome.up and outcome.samples == []
+            assert not outcome.up and outcome.groups == []
             assert outcome.error is not None and reason in outcome.error, (name, outcome.error)
     assert max(o.duration_s for _, o in seen["slow"]) < 2.5  # the timeout, not 10 s
     assert len(seen["garbage"]) >= 10  # a failing target is still scraped on schedule

@@ -140,12 +140,12 @@ async def test_registry_in_samples_out(
         service_msg = next(m for m in received if m.target.role.value == "service")
         node_msg = next(m for m in received if m.target.role.value == "node")
         assert service_msg.up and node_msg.up, (service_msg.error, node_msg.error)
-        names = {s["name"] for s in service_msg.samples}
-        gpus = {s["labels"]["gpu"] for s in service_msg.samples if "gpu" in s["labels"]}
+        names = {n for g in service_msg.groups for n in g["values"]}
+        gpus = {g["labels"]["gpu"] for g in service_msg.groups if "gpu" in g["labels"]}
         assert gpus == {"0", "1"} and "DCGM_FI_DEV_GPU_UTIL" in names
         assert "vllm:num_requests_running" in names
-        cpu = [s for s in node_msg.samples if s["name"] == "node_cpu_seconds_total"]
-        assert cpu and all(set(s["labels"]) == {"mode"} for s in cpu)  # summed over CPUs
+        cpu = [g for g in node_msg.groups if "node_cpu_seconds_total" in g["values"]]
+        assert cpu and all(set(g["labels"]) == {"mode"} for g in cpu)  # summed over CPUs
         assert service_msg.target.all_labels()["job_id"] == "7"
 
         entry = await topology.targets.get("svc1")

@@ -53,8 +53,9 @@ VLLM = (
 
 def kept(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for s in parse_all(text.encode(), DEFAULT_MONITOR_KEEP):
-        out.setdefault(s["name"], []).append((s["labels"], s["value"]))
+    for group in parse_all(text.encode(), DEFAULT_MONITOR_KEEP):
+        for name, value in group["values"].items():
+            out.setdefault(name, []).append((group["labels"], value))
     return out
 
 
@@ -101,8 +102,19 @@ def test_escaped_label_values_timestamps_and_special_values() -> None:
         (b'vllm:running{model_name="m" 3\n', "line 1"),
         (b"node_load1 one\n", "not a number"),
         (b'vllm:a{b="1"} 1\nvllm:a{b="1"} 2\n', "duplicate series"),
+        (b'vllm:a{b="1",c="2"} 1\nvllm:a{c="2",b="1"} 2\n', "duplicate series"),
     ],
-    ids=["binary", "html", "json", "indented", "no-value", "unclosed", "word", "duplicate"],
+    ids=[
+        "binary",
+        "html",
+        "json",
+        "indented",
+        "no-value",
+        "unclosed",
+        "word",
+        "duplicate",
+        "duplicate-reordered",
+    ],
 )
 def test_garbage_fails_with_a_reason(body: bytes, reason: str) -> None:
     with pytest.raises(ExpositionError, match=reason):
@@ -112,6 +124,18 @@ def test_garbage_fails_with_a_reason(body: bytes, reason: str) -> None:
 def test_an_empty_or_comment_only_body_is_valid_and_empty() -> None:
     assert parse_all(b"", DEFAULT_MONITOR_KEEP) == []
     assert parse_all(b"# HELP x y\n# TYPE x gauge\n\n", DEFAULT_MONITOR_KEEP) == []
+
+
+def test_samples_sharing_labels_travel_as_one_group() -> None:
+    groups = parse_all((DCGM + NODE).encode(), DEFAULT_MONITOR_KEEP)
+    gpu = next(g for g in groups if "gpu" in g["labels"])
+    assert set(gpu["values"]) == {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_POWER_USAGE"}
+    plain = next(g for g in groups if g["labels"] == {})
+    assert set(plain["values"]) == {
+        "node_load1",
+        "node_memory_MemAvailable_bytes",
+        "node_memory_MemTotal_bytes",
+    }
 
 
 def test_series_are_parsed_once_and_reused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,8 +152,10 @@ def test_series_are_parsed_once_and_reused(monkeypatch: pytest.MonkeyPatch) -> N
     parser = Parser(Selector(DEFAULT_MONITOR_KEEP))
     first = parser.samples(DCGM.encode())
     second = parser.samples(DCGM.replace("} 87", "} 12").encode())
-    assert [s["value"] for s in first] == [87, pytest.approx(412.345)]
-    assert [s["value"] for s in second] == [12, pytest.approx(412.345)]
+    assert [g["values"] for g in first] == [
+        {"DCGM_FI_DEV_GPU_UTIL": 87, "DCGM_FI_DEV_POWER_USAGE": pytest.approx(412.345)}
+    ]
+    assert second[0]["values"]["DCGM_FI_DEV_GPU_UTIL"] == 12
     assert len(calls) == 2  # two series, each parsed by prometheus_client once
 
 
@@ -140,5 +166,5 @@ def test_literal_prefixes_narrow_the_lines_looked_at() -> None:
     assert literal_prefix("node_loads?") == "node_load"
     assert literal_prefix(".*") == ""
     assert Selector(["node_load1", "node_load(5|15)", "vllm:.*"]).prefixes == ["vllm:", "node_load"]
-    everything = Selector([".*"])
-    assert len(Parser(everything).samples((NODE + VLLM).encode())) == 10
+    everything = Parser(Selector([".*"])).samples((NODE + VLLM).encode())
+    assert sum(len(g["values"]) for g in everything) == 10

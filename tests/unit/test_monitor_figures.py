@@ -11,7 +11,7 @@ from aifactory.loadgen.metrics.records import RequestRecord
 from aifactory.monitor.benchmark import run_windows, with_server_side
 from aifactory.monitor.figures import aggregates, increase, live_figures, rate, timeline
 from aifactory.monitor.window import Row, read_rows, rows_of, write_rows
-from aifactory.shared.messages import MonitorSamples, Sample, ScrapeTarget
+from aifactory.shared.messages import MonitorSamples, ScrapeTarget, SeriesGroup
 from aifactory.shared.results import BenchSummary, Distribution, LoopKind, RunSummary
 from aifactory.shared.states import BenchState
 from aifactory.shared.workload import BenchConfig
@@ -176,7 +176,7 @@ def test_rows_of_a_failed_scrape_say_why() -> None:
         update={
             "up": True,
             "error": None,
-            "samples": [Sample(name="node_load1", labels={}, value=1.5)],
+            "groups": [SeriesGroup(labels={}, values={"node_load1": 1.5})],
         }
     )
     assert rows_of([bad, good]) == [

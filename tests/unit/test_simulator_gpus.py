@@ -46,8 +46,9 @@ def test_the_text_is_dcgm_exporters() -> None:
         integer = dict((f, i) for f, _, _, i in FIELDS)[match.group(1)]
         assert ("." not in match.group(3)) is integer, line
     parsed = parse_all(text.encode(), ["DCGM_FI_.*"])
-    assert {s["labels"]["Hostname"] for s in parsed} == {"node7"}
-    assert len({s["labels"]["UUID"] for s in parsed}) == 2
+    assert len(parsed) == 2  # one group per GPU, every field in it
+    assert {g["labels"]["Hostname"] for g in parsed} == {"node7"}
+    assert all(set(g["values"]) == set(DEFAULT_COUNTERS) for g in parsed)
 
 
 def test_values_follow_the_load() -> None:
