@@ -78,7 +78,11 @@ class MonitorService(ServiceProcess):
         )
         try:
             await publish(
-                self.broker, subjects.MONITOR_SAMPLES, message, service_id=target.service_id
+                self.broker,
+                subjects.MONITOR_SAMPLES,
+                message,
+                confirm=False,  # telemetry: stored by the stream, not waited for
+                service_id=target.service_id,
             )
         except Exception:
             self.metrics.publish_errors.inc()
