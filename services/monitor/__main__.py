@@ -10,7 +10,8 @@ from aifactory.services.monitor.service import MonitorService
 from aifactory.shared.process import service_main
 
 if __name__ == "__main__":
-    # uvloop: a hundred targets' sockets, timers and publishes every few seconds cost about
-    # half the CPU on it that they cost on asyncio's own loop.
+    # uvloop: measured with perf/monitor_scrape.py (100 targets, shared 2-core machine),
+    # the same CPU as asyncio's own loop but a sample-to-bus lag p99 of 12-21 ms instead
+    # of 250-420 ms.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     service_main(MonitorService)
