@@ -55,7 +55,7 @@ class ExpositionError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Series:
     """A parsed series text: its name and labels (values change, series do not), whether
-    it is kept, and the key it is summed under when its name is reduced."""
+    it is kept, and the label-set group it travels in."""
 
     name: str
     labels: dict[str, str]
