@@ -44,10 +44,11 @@ from aifactory.supervise import Backoff, NatsPart, Part, PartStartError, Service
 
 log = logging.getLogger(__name__)
 
-#: Services that exist as runnable modules (the monitor is not built yet).
+#: Services that exist as runnable modules.
 SERVICE_MODULES = (
     "aifactory.services.server",
     "aifactory.services.client",
+    "aifactory.services.monitor",
     "aifactory.services.logs",
 )
 
@@ -58,6 +59,8 @@ class StackError(RuntimeError):
 
 #: The ports a stack needs, in the order they are taken from the user's block.
 PORT_NAMES = ("nats", "ingress", "client", "monitor", "logs")
+#: ``--with-prometheus``: a supervised Prometheus on the monitor's targets (one more port).
+PROMETHEUS_MODULE = "aifactory.monitor.prometheus"
 
 
 class Stack:
@@ -68,11 +71,15 @@ class Stack:
         modules: tuple[str, ...] = SERVICE_MODULES,
         insecure_loopback: bool = False,
         on_note: Callable[[str], None] | None = None,
+        with_prometheus: bool = False,
     ) -> None:
         """``on_note``: told when a part dies or restarts (``aifactory up`` prints it)."""
         self.settings = settings
         self.on_note = on_note
+        if with_prometheus:
+            modules = (*modules, PROMETHEUS_MODULE)
         self.modules = tuple(m for m in modules if _module_exists(m))
+        self.with_prometheus = with_prometheus
         self.insecure_loopback = insecure_loopback or settings.insecure_loopback
         self.nats: EmbeddedNats | None = None
         self.nats_part: NatsPart | None = None
@@ -123,6 +130,7 @@ class Stack:
             client_url=self.url("client"),
             monitor_url=self.url("monitor"),
             logs_url=self.url("logs"),
+            prometheus_url=self.url("prometheus") if self.with_prometheus else None,
             insecure_loopback=self.insecure_loopback,
         )
         write_stack(state_dir, self.info)
@@ -160,8 +168,11 @@ class Stack:
                     f"port {port} ({name}) is taken by another program or stack: "
                     f"change or unset AIFACTORY_{variable}"
                 )
-        chosen = iter(user_ports(len(PORT_NAMES)))
-        ports = {name: explicit.get(name) or next(chosen) for name in PORT_NAMES}
+        names = (*PORT_NAMES, "prometheus") if self.with_prometheus else PORT_NAMES
+        if self.with_prometheus and s.monitor.prometheus_port:
+            explicit["prometheus"] = s.monitor.prometheus_port
+        chosen = iter(user_ports(len(names)))
+        ports = {name: explicit.get(name) or next(chosen) for name in names}
         taken = sorted(p for p in ports.values() if list(ports.values()).count(p) > 1)
         if taken:
             raise StackError(f"port {taken[0]} is set for two parts of the stack")
@@ -177,6 +188,8 @@ class Stack:
         env = {**os.environ, "PATH": path, "AIFACTORY_NATS_URL": self.nats_url}
         for name in PORT_NAMES[1:]:
             env[f"AIFACTORY_{name.upper()}_PORT"] = str(self.ports[name])
+        if "prometheus" in self.ports:
+            env["AIFACTORY_MONITOR__PROMETHEUS_PORT"] = str(self.ports["prometheus"])
         if self.insecure_loopback:
             env["AIFACTORY_INSECURE_LOOPBACK"] = "true"
         return env
@@ -188,9 +201,12 @@ class Stack:
             "aifactory.services.monitor": "monitor",
             "aifactory.services.logs": "logs",
         }
-        return {
+        urls = {
             m: f"http://127.0.0.1:{self.ports[names[m]]}/health" for m in self.modules if m in names
         }
+        if PROMETHEUS_MODULE in self.modules:
+            urls[PROMETHEUS_MODULE] = f"http://127.0.0.1:{self.ports['prometheus']}/-/ready"
+        return urls
 
     @property
     def parts(self) -> list[Part]:

@@ -183,6 +183,45 @@ class RetentionSettings(BaseModel):
     )
 
 
+#: Metric names the monitor publishes on the bus by default (regular expressions, matched
+#: against the whole name): what the report, ``monitor watch`` and the benchmark aggregates
+#: read. A site Prometheus scrapes everything itself (HTTP SD); the bus carries key series.
+DEFAULT_MONITOR_KEEP = (
+    r"vllm:.*",
+    # dcgm-exporter's default counters that the report and dashboards read, and the usual
+    # companions; its other default counters (ECC, remapped rows, NVLink, vGPU) stay in a
+    # site Prometheus: on the bus, 8 GPUs x 25 fields would be ~50 KB per scrape.
+    r"DCGM_FI_DEV_(GPU_UTIL|MEM_COPY_UTIL|FB_USED|FB_FREE|FB_RESERVED|POWER_USAGE|GPU_TEMP"
+    r"|MEMORY_TEMP|SM_CLOCK|TOTAL_ENERGY_CONSUMPTION|XID_ERRORS)",
+    r"DCGM_FI_PROF_(GR_ENGINE_ACTIVE|PIPE_TENSOR_ACTIVE|DRAM_ACTIVE|SM_ACTIVE|SM_OCCUPANCY)",
+    r"node_cpu_seconds_total",
+    r"node_memory_(MemTotal|MemAvailable|MemFree|Cached|Buffers)_bytes",
+    r"node_load(1|5|15)",
+    r"node_network_(receive|transmit)_bytes_total",
+    r"qdrant_.*",
+)
+
+
+class MonitorSettings(BaseModel):
+    """The monitor service: how often it scrapes, how long it waits, what it keeps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Seconds between scrapes of a target, and while a benchmark runs on its service.
+    interval: float = Field(default=5.0, gt=0)
+    benchmark_interval: float = Field(default=1.0, gt=0)
+    #: Per-scrape timeout (a slow target only delays itself) and scrapes in flight at once.
+    timeout: float = Field(default=4.0, gt=0)
+    concurrency: int = Field(default=32, ge=1)
+    #: A larger exposition is a failed scrape (and is not read further).
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    keep: tuple[str, ...] = DEFAULT_MONITOR_KEEP
+    #: Prometheus ``file_sd`` file the monitor keeps current (default: state dir).
+    file_sd: Path | None = None
+    #: ``aifactory up --with-prometheus``: its port (0: one of the user's free ports).
+    prometheus_port: int = Field(default=0, ge=0, le=65535)
+
+
 def _default_config_file() -> Path | None:
     explicit = os.environ.get("AIFACTORY_CONFIG")
     if explicit:
@@ -288,6 +327,7 @@ class Settings(BaseSettings):
     #: After the job ended, its files are read until they have not grown for this long
     #: (a shared file system may show the last writes of a compute node late).
     logs_end_grace: float = Field(default=5.0, ge=0)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @field_validator("executor")
     @classmethod
@@ -304,6 +344,13 @@ class Settings(BaseSettings):
             if self.benchmarks_dir is not None
             else self.state_dir / "benchmarks"
         )
+
+    @property
+    def effective_file_sd(self) -> Path:
+        """The ``file_sd`` targets file the monitor writes (Prometheus ``file_sd_configs``)."""
+        if self.monitor.file_sd is not None:
+            return self.monitor.file_sd
+        return self.state_dir / "monitor" / "file_sd.json"
 
     @property
     def effective_jobs_dir(self) -> Path:

@@ -38,6 +38,8 @@ class StackInfo(StrictModel):
     client_url: str
     monitor_url: str | None = None
     logs_url: str | None = None
+    #: ``aifactory up --with-prometheus``: where Prometheus answers.
+    prometheus_url: str | None = None
     #: The ingress answers without a token on loopback (``--insecure-loopback``, demos only).
     insecure_loopback: bool = False
 

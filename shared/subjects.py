@@ -26,6 +26,7 @@ from aifactory.shared.messages import (
     LogEof,
     LogLines,
     LogStream,
+    MonitorSamples,
     ServiceReady,
     ServiceUnhealthy,
 )
@@ -42,6 +43,10 @@ SERVICES_BUCKET: Final = "aif_services"
 BENCHMARKS_BUCKET: Final = "aif_benchmarks"
 #: The logs service's read positions, one key per followed file (``<service_id>.<stream>``).
 LOGS_BUCKET: Final = "aif_logs"
+#: Scrapes kept for reading windows back (benchmarks, late viewers); limited in age and size.
+MONITOR_STREAM: Final = "AIF_MONITOR"
+#: The monitor's targets per service: what the ingress serves as Prometheus HTTP SD.
+TARGETS_BUCKET: Final = "aif_targets"
 
 C = Component
 REQUESTERS = {C.INGRESS, C.CLI}
@@ -167,6 +172,16 @@ BENCH_FAILED = channel(
     stream=EVENTS_STREAM,
     about="The benchmark could not run; reason inside.",
 )
+MONITOR_SAMPLES = channel(
+    "monitor.samples.{service_id}",
+    MonitorSamples,
+    Kind.EVENT,
+    by={C.MONITOR},
+    to={C.CLIENT, C.CLI},
+    stream=MONITOR_STREAM,
+    about="One scrape of one of the service's targets (its server, a node exporter, a DCGM "
+    "exporter): the kept samples, or up=false and the reason.",
+)
 DEADLETTER = channel(
     "deadletter.{subject}",
     DeadLetter,
@@ -229,6 +244,7 @@ CHANNELS: Final[tuple[Channel, ...]] = (
     BENCH_METRICS,
     BENCH_COMPLETED,
     BENCH_FAILED,
+    MONITOR_SAMPLES,
     DEADLETTER,
     LOGS,
     LOGS_EOF,

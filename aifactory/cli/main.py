@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from aifactory.cli import bench, experiment, gc, recipes, services, simulate, ssh
+from aifactory.cli import bench, experiment, gc, monitor, recipes, services, simulate, ssh
 from aifactory.cli.common import console, err_console, fail, settings
 from aifactory.contract import bus_document
 from aifactory.shared.credentials import credentials_path
@@ -32,6 +32,7 @@ app = typer.Typer(
 app.add_typer(recipes.app, name="recipes")
 app.add_typer(services.app, name="services")
 app.add_typer(ssh.app, name="ssh")
+app.add_typer(monitor.app, name="monitor")
 app.command()(services.deploy)
 
 for _commands in (simulate, bench, experiment, gc):
@@ -67,6 +68,14 @@ def up(
             "user of this machine can then drive your stack.",
         ),
     ] = False,
+    with_prometheus: Annotated[
+        bool,
+        typer.Option(
+            "--with-prometheus",
+            help="Also run Prometheus (Debian's) on the monitor's targets (HTTP SD) and the "
+            "stack's services, supervised like them.",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start the embedded NATS and the services in the foreground; Ctrl-C stops all.
@@ -83,6 +92,7 @@ def up(
     stack = Stack(
         cfg,
         insecure_loopback=insecure_loopback,
+        with_prometheus=with_prometheus,
         on_note=lambda note: err_console.print(f"[yellow]{escape(note)}[/yellow]"),
     )
     stopping = False
@@ -119,6 +129,10 @@ def _print_urls(info: StackInfo | None) -> None:
         return
     console.print(f"  ingress  {info.ingress_url}  (OpenAPI: /docs)")
     console.print(f"  client   {info.client_url}")
+    if info.monitor_url:
+        console.print(f"  monitor  {info.monitor_url}")
+    if info.prometheus_url:
+        console.print(f"  prometheus {info.prometheus_url}")
     console.print(f"  token    in {credentials_path(settings().state_dir)} (mode 0600)")
 
 

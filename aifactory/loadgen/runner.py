@@ -107,6 +107,9 @@ async def _run_stage(
 ) -> RunSummary:
     specs = worker_specs(config, plan)
     collector.begin_stage(plan)
+    # Record times count from the workers' shared start, a few ms (the start lead) after
+    # this: close enough to line the server's samples up with the run (report, aggregates).
+    started_at = utcnow()
     if len(specs) == 1:
         work = asyncio.create_task(_in_process(specs[0], collector, stop, token_counter))
     else:
@@ -125,7 +128,15 @@ async def _run_stage(
     state = BenchState.CANCELLED if cancelled else BenchState.COMPLETED
     path = collector.end_stage()
     assert path is not None, "the stage began with a records file"
-    return summarize_file(path, plan, reports, config.slo, state=state, targets=config.targets)
+    return summarize_file(
+        path,
+        plan,
+        reports,
+        config.slo,
+        state=state,
+        targets=config.targets,
+        started_at=started_at,
+    )
 
 
 async def run_benchmark(

@@ -23,6 +23,7 @@ from aifactory.report import view
 from aifactory.report.charts import Chart, workload_charts
 from aifactory.report.load import LoadedResults, ReportError, load_results
 from aifactory.report.logs import AlertRow, LogLink
+from aifactory.report.server import ServerView, server_view
 from aifactory.shared.results import BenchSummary, RunSummary
 from aifactory.shared.states import BenchState
 
@@ -60,6 +61,7 @@ class WorkloadView:
     charts: list[Chart]
     notes: list[str] = field(default_factory=list)
     config_json: str = ""
+    server: ServerView | None = None
 
 
 def headline(summary: BenchSummary) -> str:
@@ -108,6 +110,7 @@ def workload_view(anchor: str, name: str | None, loaded: LoadedResults) -> Workl
         charts=charts,
         notes=notes,
         config_json=view.config_json(summary),
+        server=server_view(anchor, summary.runs, loaded.points, loaded.server_rows),
     )
 
 

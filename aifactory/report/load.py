@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from aifactory.loadgen.results import RECORDS_FILE, SUMMARY_FILE, read_summary
+from aifactory.monitor.window import SERVER_METRICS_FILE, Row, read_rows
 from aifactory.report.points import RunPoints, load_points
 from aifactory.shared.results import BenchSummary
 
@@ -31,6 +32,8 @@ class LoadedResults:
     points: dict[int, RunPoints] = field(default_factory=dict)
     has_records: bool = False
     notes: list[str] = field(default_factory=list)
+    #: The monitor's samples of the benchmark's window (``server_metrics.jsonl``), if any.
+    server_rows: list[Row] | None = None
 
 
 def is_results_dir(path: Path) -> bool:
@@ -47,6 +50,12 @@ def load_results(results_dir: Path) -> LoadedResults:
     except ValueError as exc:  # pydantic's ValidationError and JSON errors are ValueErrors
         raise ReportError(f"{summary_path}: unreadable summary: {exc}") from exc
     loaded = LoadedResults(directory=results_dir, summary=summary)
+    server_path = results_dir / SERVER_METRICS_FILE
+    if server_path.is_file():
+        try:
+            loaded.server_rows = read_rows(server_path)
+        except ValueError as exc:
+            loaded.notes.append(f"{SERVER_METRICS_FILE} is unreadable ({exc}).")
     records_path = results_dir / RECORDS_FILE
     if not records_path.is_file():
         loaded.notes.append(f"{RECORDS_FILE} is missing: per-request charts are not available.")

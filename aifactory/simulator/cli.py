@@ -18,6 +18,7 @@ _LATENCY = "Latency model"
 _FAULTS = "Fault injection"
 #: vLLM's variable for the key its OpenAI server requires.
 API_KEY_ENV = "VLLM_API_KEY"
+_GPUS = "Emulated GPUs"
 
 
 def simulate(
@@ -67,6 +68,17 @@ def simulate(
         ),
     ] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed for text, jitter and faults.")] = 0,
+    emulate_gpus: Annotated[
+        int,
+        typer.Option(
+            help="Also serve dcgm-exporter's GPU series for N emulated GPUs, derived from "
+            "the load (for the monitor, reports and dashboards without a GPU).",
+            rich_help_panel=_GPUS,
+        ),
+    ] = 0,
+    gpu_memory_mib: Annotated[
+        int, typer.Option(help="Memory of each emulated GPU (MiB).", rich_help_panel=_GPUS)
+    ] = 81559,
     log_level: Annotated[str, typer.Option(help="debug|info|warning|error|critical")] = "info",
 ) -> None:
     """Run an OpenAI- and Ollama-compatible inference simulator with vLLM metrics.
@@ -90,6 +102,8 @@ def simulate(
             error_rate=error_rate,
             cut_rate=cut_rate,
             seed=seed,
+            emulate_gpus=emulate_gpus,
+            gpu_memory_mib=gpu_memory_mib,
             log_level=log_level.lower(),
             api_key=os.environ.get(API_KEY_ENV) or None,
         )

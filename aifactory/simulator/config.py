@@ -40,6 +40,9 @@ class SimulatorConfig(BaseModel):
     error_rate: float = Field(default=0.0, ge=0, le=1)
     cut_rate: float = Field(default=0.0, ge=0, le=1)
     seed: int = 0
+    #: Serve dcgm-exporter's series for this many emulated GPUs (``gpus.py``), 0 for none.
+    emulate_gpus: int = Field(default=0, ge=0, le=64)
+    gpu_memory_mib: int = Field(default=81559, ge=1024, le=10_000_000)
     log_level: LogLevel = "info"
     #: Bearer token required on ``/v1/*`` (vLLM's ``--api-key``); the CLI takes it from
     #: ``VLLM_API_KEY`` only, never from its command line.

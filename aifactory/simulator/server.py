@@ -20,6 +20,7 @@ import orjson
 
 from aifactory.simulator.config import SimulatorConfig
 from aifactory.simulator.engine import SlotScheduler
+from aifactory.simulator.gpus import GpuEmulator
 from aifactory.simulator.http import Connection, HttpRequest
 from aifactory.simulator.latency import FaultInjector, LatencyModel
 from aifactory.simulator.metrics import CONTENT_TYPE, SimulatorMetrics
@@ -75,6 +76,16 @@ class Simulator:
             waiting=lambda: self.scheduler.waiting,
             capacity=config.max_running,
         )
+        self.gpus = (
+            GpuEmulator(
+                config.emulate_gpus,
+                running=lambda: self.scheduler.running,
+                capacity=config.max_running,
+                memory_mib=config.gpu_memory_mib,
+            )
+            if config.emulate_gpus
+            else None
+        )
         self._latency = LatencyModel(config)
         self._faults = FaultInjector(config)
         self._ctx: SimContext | None = None
@@ -119,6 +130,8 @@ class Simulator:
             reuse_address=True,
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.gpus is not None:
+            self.gpus.start(self.port)
 
     async def stop(self) -> None:
         """Stop accepting, drop open connections (aborting their requests) and wait."""
@@ -131,6 +144,8 @@ class Simulator:
         self._server = None
         if self._clock is not None:
             self._clock.close()
+        if self.gpus is not None:
+            await self.gpus.stop()
 
     # -- routing -------------------------------------------------------------------------------
     def _dispatch(self, conn: Connection, req: HttpRequest) -> None:
@@ -211,7 +226,10 @@ class Simulator:
         conn.respond(200, JSON, orjson.dumps({"object": "list", "data": [card]}))
 
     def _metrics(self, conn: Connection, req: HttpRequest) -> None:
-        conn.respond(200, METRICS_TYPE, self.metrics.render())
+        body = self.metrics.render()
+        if self.gpus is not None:
+            body += self.gpus.render()
+        conn.respond(200, METRICS_TYPE, body)
 
     def _tags(self, conn: Connection, req: HttpRequest) -> None:
         details = {

@@ -25,6 +25,7 @@ from aifactory.loadgen.results import write_results
 from aifactory.loadgen.runner import run_benchmark
 from aifactory.report.build import build_report
 from aifactory.services.client.metrics import ClientMetrics
+from aifactory.services.client.server_side import add_server_side
 from aifactory.shared import subjects
 from aifactory.shared.bus import describe_validation_error, publish
 from aifactory.shared.executors.base import Executor
@@ -231,6 +232,10 @@ class BenchmarkRuns:
             except LoadgenError as exc:
                 await self._finish(bid, BenchState.FAILED, reason=str(exc))
                 return
+            if cmd.target.service_id is not None:
+                js = self.broker.connection.jetstream()
+                monitor = self.settings.monitor
+                result = await add_server_side(js, cmd.target.service_id, result, out, monitor)
             await asyncio.to_thread(write_results, result, out)
             await self._finish(
                 bid,

@@ -65,9 +65,12 @@ class ServerService(ServiceProcess):
             topology.services, reconnects=lambda: int(self.broker.connection.stats["reconnects"])
         )
         await services_view.start()
+        targets_view = RegistryView(topology.targets)
+        await targets_view.start()
         ingress = create_ingress(
             IngressContext(
                 services_view=services_view,
+                targets_view=targets_view,
                 settings=self.settings,
                 broker=self.broker,
                 services=registry,
@@ -104,5 +107,6 @@ class ServerService(ServiceProcess):
             await asyncio.gather(*tasks, return_exceptions=True)
             stop.cancel()
             await services_view.stop()
+            await targets_view.stop()
             await self.broker.stop()
             await self.executor.close()

@@ -36,12 +36,19 @@ async def publish(
     message: M,
     *,
     timeout: float = 5.0,
+    confirm: bool = True,
     **params: str,
 ) -> PubAck | None:
     """Publish ``message`` on ``channel`` (``params`` fill its ``{tokens}``).
 
     For a stored channel, returns the stream's acknowledgement (sequence, and whether the
     stream dropped it as a duplicate); ``None`` for core NATS.
+
+    ``confirm=False``, for high-rate telemetry only (the monitor's scrapes): the stream
+    still stores the message (it captures its subjects), but the publisher does not wait
+    for the PubAck, whose round trip measured a fifth of the monitor's CPU. A message lost
+    to a bus outage is then a gap in the data, which is what telemetry tolerates; ``None``
+    is returned.
     """
     if not isinstance(message, channel.model):
         raise TypeError(
@@ -54,7 +61,7 @@ async def publish(
             subject,
             headers={"Nats-Msg-Id": message.id, "content-type": CONTENT_TYPE},
             correlation_id=message.correlation_id or message.id,
-            stream=channel.stream,
+            stream=channel.stream if confirm else None,
             timeout=timeout,
         )
     except (NatsError, TimeoutError) as exc:

@@ -35,6 +35,10 @@ LOGS_MAX_BYTES = 4 * 1024 * MB
 LOGS_MAX_BATCHES_PER_SUBJECT = 100_000
 #: A batch re-published after a crash within this window is dropped by its Nats-Msg-Id.
 LOGS_DUPLICATE_WINDOW = 300.0
+#: The monitor's samples: a benchmark copies its window out when it ends, so the stream only
+#: has to cover "what happened lately" for late viewers and reports.
+MONITOR_MAX_AGE = 2 * DAY
+MONITOR_MAX_BYTES = 1024**3
 
 
 def stream_configs() -> list[StreamConfig]:
@@ -60,6 +64,16 @@ def stream_configs() -> list[StreamConfig]:
             duplicate_window=120.0,
             max_age=7 * DAY,
             max_bytes=2 * 1024**3,
+            discard=DiscardPolicy.OLD,
+        ),
+        StreamConfig(
+            name=subjects.MONITOR_STREAM,
+            subjects=subjects.stream_subjects(subjects.MONITOR_STREAM),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=10.0,
+            max_age=MONITOR_MAX_AGE,
+            max_bytes=MONITOR_MAX_BYTES,
             discard=DiscardPolicy.OLD,
         ),
         StreamConfig(
@@ -95,6 +109,8 @@ class Topology:
     benchmarks: KeyValue
     #: The logs service's read positions (``<service_id>.<stream>`` → checkpoint).
     logs: KeyValue
+    #: The monitor's targets per service (Prometheus HTTP SD reads them).
+    targets: KeyValue
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
@@ -155,4 +171,5 @@ async def ensure_topology(js: JetStreamContext) -> Topology:
         services=await ensure_bucket(js, subjects.SERVICES_BUCKET),
         benchmarks=await ensure_bucket(js, subjects.BENCHMARKS_BUCKET),
         logs=await ensure_bucket(js, subjects.LOGS_BUCKET, history=1),
+        targets=await ensure_bucket(js, subjects.TARGETS_BUCKET, history=1),
     )

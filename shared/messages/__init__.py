@@ -21,7 +21,14 @@ from aifactory.shared.messages.logs import (
     LogStream,
     StreamEnd,
 )
-from aifactory.shared.messages.observe import DeadLetter, MonitorSamples, Sample
+from aifactory.shared.messages.monitor import (
+    MonitorSamples,
+    ScrapeTarget,
+    SeriesGroup,
+    ServiceTargets,
+    TargetRole,
+)
+from aifactory.shared.messages.observe import DeadLetter
 
 __all__ = [
     "AlertSeverity",
@@ -45,10 +52,13 @@ __all__ = [
     "Message",
     "Model",
     "MonitorSamples",
-    "Sample",
+    "ScrapeTarget",
+    "SeriesGroup",
     "ServiceReady",
+    "ServiceTargets",
     "ServiceUnhealthy",
     "StreamEnd",
+    "TargetRole",
     "new_id",
     "utcnow",
 ]

@@ -42,9 +42,12 @@ async def ingress(
     registry = KVRegistry(topo.services, ServiceRecord)
     view = RegistryView(topo.services)
     await view.start()
+    targets_view = RegistryView(topo.targets)
+    await targets_view.start()
     app = create_ingress(
         IngressContext(
             services_view=view,
+            targets_view=targets_view,
             settings=settings,
             broker=broker,
             services=registry,
@@ -56,4 +59,5 @@ async def ingress(
     async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as client:
         yield client, registry
     await view.stop()
+    await targets_view.stop()
     await broker.stop()

@@ -36,6 +36,7 @@ COMPONENT_CODE: dict[Component, tuple[str, ...]] = {
         "aifactory/loadgen/remote/stages.py",
     ),
     Component.WORKER: ("aifactory/loadgen/remote/worker.py", "aifactory/loadgen/remote/sink.py"),
+    Component.MONITOR: ("services/monitor",),
     Component.CLI: ("aifactory/cli", "aifactory/experiment"),
     Component.LOGS: ("services/logs", "aifactory/logs/bus.py"),
 }

@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -181,8 +182,10 @@ def summarize_file(
     *,
     state: BenchState,
     targets: Sequence[str] = (),
+    started_at: datetime | None = None,
 ) -> RunSummary:
-    """The :class:`RunSummary` of the records in ``path`` (one run, or one sweep stage)."""
+    """The :class:`RunSummary` of the records in ``path`` (one run, or one sweep stage);
+    ``started_at``: the stage's wall-clock start, which ties it to the monitor's samples."""
     f = RecordsFile(path)
     t = Totals()
     for batch in f.batches(SCALARS):
@@ -199,6 +202,7 @@ def summarize_file(
     return RunSummary(
         run_index=plan.run_index,
         label=plan.label,
+        started_at=started_at,
         loop=plan.loop,
         requested_rate=plan.rate,
         concurrency=plan.concurrency,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 
 from aifactory.loadgen.messages import WorkerReport
 from aifactory.loadgen.metrics.records import RequestRecord
@@ -47,6 +48,7 @@ def summarize_run(
     *,
     state: BenchState,
     targets: Sequence[str] = (),
+    started_at: datetime | None = None,
 ) -> RunSummary:
     """``targets``: the config's base URLs; with several, per-endpoint figures are added."""
     measured = [r for r in records if not r.warmup]
@@ -68,6 +70,7 @@ def summarize_run(
     return RunSummary(
         run_index=plan.run_index,
         label=plan.label,
+        started_at=started_at,
         loop=plan.loop,
         requested_rate=plan.rate,
         concurrency=plan.concurrency,

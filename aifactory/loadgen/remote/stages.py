@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from faststream.nats import NatsBroker
@@ -255,6 +256,7 @@ class RemoteRun:
             self.config.slo,
             state=state,
             targets=self.config.targets,
+            started_at=datetime.fromtimestamp(start_wall_ns / 1e9, UTC),
         )
 
     async def release(self, finished: bool) -> None:

@@ -40,6 +40,7 @@ from aifactory.services.server.ingress.proxy import (
     forward,
     relay,
 )
+from aifactory.services.server.ingress.sd import sd_router
 from aifactory.services.server.metrics import ServerMetrics
 from aifactory.shared import subjects
 from aifactory.shared.bus import PublishRefused, bus_connected, publish
@@ -67,6 +68,8 @@ class IngressContext:
     metrics: ServerMetrics
     #: Live copy of the services bucket: the read routes answer from it.
     services_view: RegistryView
+    #: Live copy of the monitor's targets bucket: Prometheus HTTP SD answers from it.
+    targets_view: RegistryView
 
 
 class CreateService(BaseModel):
@@ -269,6 +272,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
 
     api.include_router(benchmarks_router(ctx.broker, ctx.benchmarks, ctx.services))
     api.include_router(logs_router(ctx.broker, ctx.services_view))
+    api.include_router(sd_router(ctx.targets_view))
     app.include_router(api)
     document_names(
         app,
