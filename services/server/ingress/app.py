@@ -17,7 +17,7 @@ from faststream.nats import NatsBroker
 from pydantic import BaseModel, ConfigDict, Field
 
 from aifactory.contract import bus_document as make_bus_document
-from aifactory.services.server.ingress.accept import registered
+from aifactory.services.server.ingress.actions import NotFound, deploy_service, stop_service
 from aifactory.services.server.ingress.auth import BearerAuth
 from aifactory.services.server.ingress.benchmarks import benchmarks_router
 from aifactory.services.server.ingress.counting import RequestCounter
@@ -29,13 +29,11 @@ from aifactory.services.server.ingress.errors import (
 )
 from aifactory.services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, forward
 from aifactory.services.server.metrics import ServerMetrics
-from aifactory.shared import subjects
-from aifactory.shared.bus import bus_connected, publish
+from aifactory.shared.bus import bus_connected
 from aifactory.shared.http import add_ops_routes
-from aifactory.shared.messages import DeployCancel, DeployRequested, new_id
 from aifactory.shared.messages.base import ID_PATTERN
 from aifactory.shared.messages.deploy import RECIPE_REF_PATTERN
-from aifactory.shared.recipes import RecipeError, list_recipes, load_recipe, load_service_recipe
+from aifactory.shared.recipes import RecipeError, list_recipes, load_recipe
 from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from aifactory.shared.registry_view import RegistryView
 from aifactory.shared.settings import Settings
@@ -124,15 +122,11 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
     @api.post("/services", status_code=202, response_model=Accepted, tags=["services"])
     async def create_service(body: CreateService) -> Any:
         try:
-            load_service_recipe(body.recipe, ctx.settings.recipes_dir, body.overrides)
+            service_id = await deploy_service(
+                ctx.broker, ctx.services_view, ctx.settings, body.recipe, body.overrides
+            )
         except RecipeError as exc:
             return recipe_error_response(exc)
-        service_id = new_id()[:12]
-        cmd = DeployRequested(service_id=service_id, recipe=body.recipe, overrides=body.overrides)
-        await publish(ctx.broker, subjects.DEPLOY_REQUESTED, cmd)
-        # Answer once the server has registered it (normally a few ms), so a GET right after
-        # the 202 finds the service; if the server is down the command waits in the stream.
-        await registered(lambda: ctx.services_view.get_json(service_id))
         return Accepted(service_id=service_id, status_url=f"/api/v1/services/{service_id}/status")
 
     @api.get("/services", response_model=list[ServiceRecord], tags=["services"])
@@ -169,8 +163,10 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
 
     @api.delete("/services/{service_id}", status_code=202, tags=["services"], responses=NOT_FOUND)
     async def delete_service(service_id: ServiceId) -> dict[str, str]:
-        await get_record(service_id)
-        await publish(ctx.broker, subjects.DEPLOY_CANCEL, DeployCancel(service_id=service_id))
+        try:
+            await stop_service(ctx.broker, ctx.services_view, service_id)
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
         return {"service_id": service_id, "status": "cancel requested"}
 
     async def running_endpoints(service_id: str) -> tuple[ServiceRecord, list[Any]]:
