@@ -43,6 +43,21 @@ class StateChange(BaseModel):
     at: datetime = Field(default_factory=utcnow)
 
 
+class JobChange(BaseModel):
+    """One scheduler state of the job as observed, with the scheduler's reason (for a
+    pending job: why it waits, ``Priority``, ``Resources``…)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_state: JobState
+    reason: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
+#: Job changes kept per service (a job requeued all day must not grow its record forever).
+JOB_HISTORY_LIMIT = 100
+
+
 class ServiceRecord(BaseModel):
     """What the registry knows of one deployed service."""
 
@@ -76,6 +91,14 @@ class ServiceRecord(BaseModel):
     ended: datetime | None = None
     #: Every service-state change, oldest first: the answer to "what happened to it?".
     history: list[StateChange] = Field(default_factory=list)
+    #: Every job state and reason the scheduler reported, oldest first (the last 100).
+    job_history: list[JobChange] = Field(default_factory=list)
+
+    def note_job(self, state: JobState, reason: str | None) -> None:
+        last = self.job_history[-1] if self.job_history else None
+        if last is None or (last.job_state, last.reason) != (state, reason):
+            self.job_history.append(JobChange(job_state=state, reason=reason))
+            del self.job_history[:-JOB_HISTORY_LIMIT]
 
     def set_state(self, state: ServiceState) -> None:
         if not self.history or self.history[-1].state is not state:

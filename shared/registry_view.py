@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
@@ -19,6 +20,10 @@ from nats.js.kv import KeyValue
 log = logging.getLogger(__name__)
 
 _DELETES = ("DEL", "PURGE")
+
+#: Told of every change after the initial snapshot: the key and its new value (``None``:
+#: deleted). Called in the view's task: keep it quick, never block.
+Listener = Callable[[str, bytes | None], None]
 
 
 class RegistryView:
@@ -28,6 +33,13 @@ class RegistryView:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
+        self._listeners: list[Listener] = []
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` on every change from now on; returns the function that stops it
+        (the web page pushes registry changes to browsers this way)."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     async def start(self, timeout: float = 10.0) -> None:
         self._watcher = await self.kv.watchall()
@@ -42,8 +54,14 @@ class RegistryView:
                 continue
             if entry.operation in _DELETES or entry.value is None:
                 self._values.pop(entry.key, None)
+                value = None
             else:
-                self._values[entry.key] = entry.value
+                self._values[entry.key] = value = entry.value
+            for listener in self._listeners:
+                try:
+                    listener(entry.key, value)
+                except Exception:  # a listener's bug must not stop the view
+                    log.exception("registry view listener failed on %s", entry.key)
 
     async def stop(self) -> None:
         if self._watcher is not None:

@@ -146,6 +146,7 @@ class Lifecycle:
         def attach(r: ServiceRecord) -> ServiceRecord:
             r.job_id = job.job_id
             r.job_state = JobState.PENDING
+            r.note_job(JobState.PENDING, None)
             r.script_path = str(job.script_path)
             r.output_path = str(job.output_path)
             return r
@@ -254,6 +255,7 @@ class Lifecycle:
             healthy = r.state is ServiceState.RUNNING
             r.job_state = status.state
             r.reason = status.reason
+            r.note_job(status.state, status.reason)
             r.exit_code = status.exit_code
             if status.nodes and list(status.nodes) != r.nodes:
                 r.nodes = list(status.nodes)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aifactory.contract import bus_document as make_bus_document
 from aifactory.services.server.ingress.actions import NotFound, deploy_service, stop_service
-from aifactory.services.server.ingress.auth import BearerAuth
+from aifactory.services.server.ingress.auth import BearerAuth, is_loopback
 from aifactory.services.server.ingress.benchmarks import benchmarks_router
 from aifactory.services.server.ingress.counting import RequestCounter
 from aifactory.services.server.ingress.errors import (
@@ -28,6 +28,7 @@ from aifactory.services.server.ingress.errors import (
     unprocessable,
 )
 from aifactory.services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, forward
+from aifactory.services.server.ingress.web import mount_web
 from aifactory.services.server.metrics import ServerMetrics
 from aifactory.shared.bus import bus_connected
 from aifactory.shared.http import add_ops_routes
@@ -91,6 +92,8 @@ def recipe_error_response(exc: RecipeError) -> JSONResponse:
 
 def create_ingress(ctx: IngressContext) -> FastAPI:
     token = ctx.settings.api_token.get_secret_value() if ctx.settings.api_token else None
+    if ctx.settings.insecure_loopback and is_loopback(ctx.settings.ingress_host):
+        token = None  # demos only: open on loopback (check_bind refused it elsewhere)
     app = FastAPI(
         title="aifactory ingress",
         version="1",
@@ -225,5 +228,15 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
 
     api.include_router(benchmarks_router(ctx.broker, ctx.benchmarks, ctx.services))
     app.include_router(api)
+    mount_web(
+        app,
+        settings=ctx.settings,
+        token=token,
+        broker=ctx.broker,
+        services=ctx.services,
+        benchmarks=ctx.benchmarks,
+        services_view=ctx.services_view,
+        metrics=ctx.metrics.registry,
+    )
     app.router.on_shutdown.append(http.aclose)
     return app
