@@ -53,11 +53,14 @@ class FormField:
 
     @property
     def label(self) -> str:
-        return self.path.rsplit(".", 1)[-1].replace("_", " ")
+        """The path inside its fieldset, in words (``input tokens mean``)."""
+        inside = self.path.split(".", 1)[1] if "." in self.path else self.path
+        return inside.replace(".", " ").replace("_", " ")
 
     @property
     def group(self) -> str:
-        return self.path.rsplit(".", 1)[0] if "." in self.path else ""
+        """The fieldset: the first part of the path (``""``: top-level fields)."""
+        return self.path.split(".", 1)[0] if "." in self.path else ""
 
     @property
     def text(self) -> str:

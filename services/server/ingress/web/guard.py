@@ -8,8 +8,8 @@
 - **DNS rebinding.** An ingress bound to loopback answers the page only for a loopback
   ``Host``: a web site whose name resolves to 127.0.0.1 cannot script it.
 - **Headers.** A Content-Security-Policy without inline script (all JavaScript is in static
-  files, data travels in ``data-`` attributes and over SSE), no framing, no referrer (a
-  login link's ticket never leaks), no sniffing, no caching of pages.
+  files, data travels in ``data-`` attributes and over SSE), no framing, no referrer to other
+  sites (a login link's ticket never leaks), no sniffing, no caching of pages.
 """
 
 from __future__ import annotations
@@ -119,12 +119,14 @@ def check_same_origin(request: Request) -> None:
     """Refuse a POST that a page of another origin made the browser send."""
     origin = request.headers.get("origin")
     host = request.headers.get("host", "")
-    if origin is not None:
-        if origin == "null" or urlsplit(origin).netloc != host:
+    if origin is not None and origin != "null":
+        if urlsplit(origin).netloc != host:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-origin form post refused")
         return
-    if request.headers.get("sec-fetch-site") not in ("same-origin", "none"):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "form post without an Origin refused")
+    # No usable Origin (``null`` from a privacy-sensitive context): the browser still says
+    # whether the request came from this origin.
+    if request.headers.get("sec-fetch-site") != "same-origin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "form post of unknown origin refused")
 
 
 class SecurityHeaders:
@@ -147,7 +149,9 @@ class SecurityHeaders:
                 extra = [
                     (b"content-security-policy", PAGE_CSP.encode()),
                     (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
+                    # same-origin, not no-referrer: with no-referrer, browsers send
+                    # "Origin: null" on form posts and the origin check cannot work.
+                    (b"referrer-policy", b"same-origin"),
                     (b"x-frame-options", b"DENY"),
                     (b"cross-origin-opener-policy", b"same-origin"),
                 ]

@@ -185,8 +185,6 @@ def services_router(state: WebState) -> APIRouter:
             s=service_view(record),
             overrides=as_yaml(record.overrides),
             executor=record.executor,
-            script_path=record.script_path or "",
-            output_path=record.output_path or "",
             logs_url=logs_url,
             monitor=state.monitor,
         )

@@ -48,6 +48,8 @@ def service_view(record: ServiceRecord) -> dict[str, Any]:
         "ready": when(record.ready),
         "ended": when(record.ended),
         "cancel_requested": record.cancel_requested,
+        "script_path": record.script_path or "",
+        "output_path": record.output_path or "",
         "history": [
             {
                 "at": when(c.at),
