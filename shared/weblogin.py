@@ -18,7 +18,7 @@ import time
 from urllib.parse import quote
 
 #: How long a printed login link stays usable.
-TICKET_TTL_S = 120
+TICKET_TTL_S = 300
 #: Where the ingress takes a ticket.
 LOGIN_PATH = "/login"
 
