@@ -133,3 +133,10 @@ def test_model_defaults_do_not_need_a_valid_model() -> None:
     assert defaults["profile"] == "synchronous"
     assert defaults["dataset"]["input_tokens"]["mean"] == 128
     assert "duration_s" in defaults and defaults["duration_s"] is None
+
+
+def test_the_report_file_name_matches_the_report_package() -> None:
+    from aifactory.report import REPORT_FILE
+    from aifactory.services.server.ingress.web import results
+
+    assert results.REPORT_FILE == REPORT_FILE  # kept apart so the ingress starts faster

@@ -17,27 +17,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from rich.console import Console
+from starlette.datastructures import UploadFile
 
-from aifactory.experiment.runner import ExperimentRunner, Step, StepState
 from aifactory.experiment.spec import ExperimentError, ExperimentSpec, load_experiment
 from aifactory.loadgen.backends import backend_names
-from aifactory.report import REPORT_FILE
 from aifactory.services.server.ingress.actions import check_deploy
 from aifactory.services.server.ingress.web.render import page
-from aifactory.services.server.ingress.web.results import report_response
+from aifactory.services.server.ingress.web.results import REPORT_FILE, report_response
 from aifactory.services.server.ingress.web.state import WebState
 from aifactory.services.server.ingress.web.views import when
 from aifactory.shared.bus import ensure_topology
 from aifactory.shared.messages import new_id, utcnow
 from aifactory.shared.recipes import RecipeError
 from aifactory.shared.settings import REPO_ROOT
+
+if TYPE_CHECKING:
+    from aifactory.experiment.runner import Step
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class ExperimentRun:
     task: asyncio.Task[None] | None = None
 
     def view(self) -> dict[str, Any]:
-        running = [name for name, s in self.steps.items() if s["state"] == StepState.RUNNING]
+        running = [name for name, s in self.steps.items() if s["state"] == "running"]
         return {
             "run_id": self.run_id,
             "name": self.spec.name,
@@ -161,6 +163,9 @@ class Experiments:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         source = self.output_dir / f".{run.run_id}.yaml"
         source.write_text(text)
+        # Imported here: the runner brings the report (matplotlib), slow to import.
+        from aifactory.experiment.runner import ExperimentRunner
+
         try:
             topology = await ensure_topology(self.state.broker.connection.jetstream())
             runner = ExperimentRunner(

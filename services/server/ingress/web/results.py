@@ -27,7 +27,6 @@ from aifactory.loadgen.results import (
     SUMMARY_FILE,
     export_records,
 )
-from aifactory.report import REPORT_FILE, ReportError, build_report
 from aifactory.services.server.ingress.web.guard import REPORT_CSP
 from aifactory.services.server.ingress.web.state import WebState
 from aifactory.shared.messages.base import ID_PATTERN
@@ -35,6 +34,9 @@ from aifactory.shared.registry import BenchmarkRecord
 from aifactory.shared.settings import Settings
 
 DOWNLOADS = (SUMMARY_FILE, CSV_FILE, RECORDS_FILE, JSONL_FILE)
+#: ``aifactory.report.REPORT_FILE``. The report package is imported when a report is first
+#: asked for, not with the ingress: it loads matplotlib, seconds of start-up on a busy node.
+REPORT_FILE = "report.html"
 MEDIA = {
     SUMMARY_FILE: "application/json",
     CSV_FILE: "text/csv",
@@ -92,6 +94,8 @@ def results_router(state: WebState) -> APIRouter:
             summary.is_file() and target.stat().st_mtime < summary.stat().st_mtime
         )
         if stale:
+            from aifactory.report import ReportError, build_report
+
             try:
                 await asyncio.to_thread(build_report, folder)
             except ReportError as exc:
