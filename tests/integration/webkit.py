@@ -172,14 +172,16 @@ def unlabelled_controls(page: Page) -> list[str]:
 
 
 def tab_order(page: Page, limit: int = 400) -> list[str]:
-    """Ids (or names) of what keyboard focus visits, pressing Tab from the top."""
+    """Ids (or names) of what keyboard focus visits, pressing Tab from the top. A radio
+    group is one stop (``radio:<name>``), as in every browser: arrows move within it."""
     page.evaluate("() => document.activeElement && document.activeElement.blur()")
     seen: list[str] = []
     for _ in range(limit):
         page.keyboard.press("Tab")
         current = page.evaluate(
-            "() => { const e = document.activeElement;"
-            " return e ? (e.id || e.name || e.textContent.trim().slice(0, 40)) : ''; }"
+            "() => { const e = document.activeElement; if (!e) return '';"
+            " if (e.type === 'radio') return 'radio:' + e.name;"
+            " return e.id || e.name || e.textContent.trim().slice(0, 40); }"
         )
         if seen and current == seen[0]:
             break
@@ -202,7 +204,8 @@ def form_controls(page: Page, form: str) -> list[str]:
               form + ' input:not([type=hidden]), ' + form + ' select, ' + form + ' textarea, '
               + form + ' button'))
             .filter(el => !el.disabled && el.offsetParent !== null)
-            .map(el => el.id || el.name || el.textContent.trim().slice(0, 40))""",
+            .map(el => el.type === 'radio' ? 'radio:' + el.name
+                       : el.id || el.name || el.textContent.trim().slice(0, 40))""",
         form,
     )
     return result

@@ -125,7 +125,10 @@ class Experiments:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "experiment.yaml"
             path.write_text(text)
-            spec = load_experiment(path)
+            try:
+                spec = load_experiment(path)
+            except ExperimentError as exc:  # name the file the user gave, not ours
+                raise ExperimentError(str(exc).replace(str(path), label)) from None
         spec = spec.model_copy(update={"output_dir": self.output_dir})
         try:
             check_deploy(self.state.settings, spec.service.recipe, spec.service.overrides)
