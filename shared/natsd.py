@@ -92,6 +92,10 @@ class EmbeddedNats:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    def exit_code(self) -> int | None:
+        """How the server ended; ``None`` while it runs (or was never started)."""
+        return self._proc.poll() if self._proc is not None else None
+
     def start(self) -> EmbeddedNats:
         binary = find_nats_server()
         private_dir(self.data_dir)

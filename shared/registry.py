@@ -134,6 +134,10 @@ class BenchmarkRecord(BaseModel):
     state: BenchState = BenchState.PENDING
     target: BenchTarget
     target_url: str | None = None
+    #: Every endpoint loaded (a service with several replicas has several).
+    target_urls: list[str] = Field(default_factory=list)
+    #: When the load started (an interrupted run's summary starts here).
+    started: datetime | None = None
     workload: Workload
     reason: str | None = None
     results_dir: str | None = None

@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     #: its name has appeared for this long: an sbatch started by the dead process may still
     #: land (submitting at once could make two jobs).
     submit_grace: float = Field(default=45.0, ge=0)
+    #: ``aifactory up`` restarts a dead part after this many seconds, doubling while it keeps
+    #: dying, up to the ceiling; for ever (a crash loop never stops the rest of the stack).
+    restart_backoff: float = Field(default=0.5, gt=0)
+    restart_backoff_max: float = Field(default=30.0, gt=0)
+    #: A remote load worker without its bus this long stops and says why (a NATS restart
+    #: is a blip it rides out: its publishes are retried with the same message ids).
+    worker_bus_loss_limit: float = Field(default=60.0, gt=0)
 
     ingress_host: str = "127.0.0.1"
     ingress_port: int = Field(default=8001, ge=0, le=65535)

@@ -27,6 +27,11 @@ WindowCallback = Callable[[WindowStats], Awaitable[None] | None]
 RecordsCallback = Callable[[list[RequestRecord]], Awaitable[None] | None]
 
 
+#: At most this many seconds of records live only in memory: a process killed mid-run
+#: (``kill -9`` of the client service) leaves everything older on disk, in fsynced segments.
+FLUSH_S = 5.0
+
+
 class Collector:
     """Writes each stage's records to ``records_dir/stage-<k>.parquet`` as they arrive."""
 
@@ -52,6 +57,7 @@ class Collector:
         self._errors = 0
         self._plan: RunPlan | None = None
         self._stage_t0 = time.perf_counter()
+        self._flushed_at = time.monotonic()
 
     def begin_stage(self, plan: RunPlan) -> None:
         self.end_stage()
@@ -87,6 +93,7 @@ class Collector:
 
     def flush(self) -> None:
         """Put every record received so far on disk (before the source drops its copy)."""
+        self._flushed_at = time.monotonic()
         if self._writer is not None:
             self._writer.flush()
 
@@ -132,6 +139,8 @@ class Collector:
         while True:
             await asyncio.sleep(self._window_s)
             self.emit_window()
+            if time.monotonic() - self._flushed_at >= FLUSH_S:
+                self.flush()
 
     async def drain_callbacks(self) -> None:
         """Wait for callback coroutines still running; their failures are raised here."""

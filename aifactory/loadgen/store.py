@@ -105,11 +105,13 @@ class RecordWriter:
         if not self._pending:
             return
         segment = self.path.with_name(f"{self.path.stem}.seg-{len(self.segments):06d}.parquet")
-        writer = _parquet_writer(segment)
+        partial = segment.with_suffix(".partial")  # a kill mid-write leaves no torn segment
+        writer = _parquet_writer(partial)
         writer.write_table(to_table(self._pending), row_group_size=ROW_GROUP)
         writer.close()
-        with segment.open("rb") as fh:
+        with partial.open("rb") as fh:
             os.fsync(fh.fileno())
+        partial.rename(segment)
         self.segments.append(segment)
         self.count += len(self._pending)
         self._pending = []
@@ -135,6 +137,8 @@ def recover(path: Path) -> int:
     total = concatenate(segments, path)
     for segment in segments:
         segment.unlink()
+    for partial in path.parent.glob(f"{path.stem}.seg-*.partial"):
+        partial.unlink()  # the segment being written when the writer died: never complete
     return total
 
 

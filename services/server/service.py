@@ -61,7 +61,9 @@ class ServerService(ServiceProcess):
         await lifecycle.reconcile()
         self.broker.include_router(build_router(self.settings, lifecycle, tracker))
         await self.broker.start()
-        services_view = RegistryView(topology.services)
+        services_view = RegistryView(
+            topology.services, reconnects=lambda: int(self.broker.connection.stats["reconnects"])
+        )
         await services_view.start()
         ingress = create_ingress(
             IngressContext(

@@ -11,12 +11,20 @@ from __future__ import annotations
 from typing import TypeVar
 
 from faststream.nats import NatsBroker
+from nats.errors import Error as NatsError
 
 from aifactory.shared.channel import Channel
 from aifactory.shared.messages.base import Message
 from aifactory.shared.strict import WIRE
 
 CONTENT_TYPE = "application/json"
+
+
+class PublishRefused(RuntimeError):
+    """The bus did not store the message (storage full, stream limit, no JetStream, no
+    answer); the message says why. Nothing was published: the caller must say so, not
+    proceed as if it had been."""
+
 
 M = TypeVar("M", bound=Message)
 
@@ -34,11 +42,16 @@ async def publish(
         raise TypeError(
             f"{channel.address} carries {channel.model.__name__}, not {type(message).__name__}"
         )
-    await broker.publish(
-        message.model_dump_json(context=WIRE).encode(),
-        channel.subject(**params),
-        headers={"Nats-Msg-Id": message.id, "content-type": CONTENT_TYPE},
-        correlation_id=message.correlation_id or message.id,
-        stream=channel.stream,
-        timeout=timeout,
-    )
+    subject = channel.subject(**params)
+    try:
+        await broker.publish(
+            message.model_dump_json(context=WIRE).encode(),
+            subject,
+            headers={"Nats-Msg-Id": message.id, "content-type": CONTENT_TYPE},
+            correlation_id=message.correlation_id or message.id,
+            stream=channel.stream,
+            timeout=timeout,
+        )
+    except (NatsError, TimeoutError) as exc:
+        reason = getattr(exc, "description", None) or str(exc) or type(exc).__name__
+        raise PublishRefused(f"the bus did not accept {subject}: {reason}") from exc

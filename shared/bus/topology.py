@@ -20,6 +20,11 @@ from aifactory.shared import subjects
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600.0
+MB = 1024**2
+#: Every stream and bucket has an age and a size limit, so a long-lived stack cannot fill
+#: the disk (tests/integration/test_limits.py checks every one the stack declares).
+REGISTRY_MAX_AGE = 90 * DAY
+REGISTRY_MAX_BYTES = 256 * MB
 
 
 def stream_configs() -> list[StreamConfig]:
@@ -32,7 +37,10 @@ def stream_configs() -> list[StreamConfig]:
             # A command re-sent within this window with the same Nats-Msg-Id is dropped.
             duplicate_window=600.0,
             max_age=7 * DAY,
-            discard=DiscardPolicy.OLD,
+            max_bytes=512 * MB,
+            # Full: refuse a new command (the requester is told) rather than drop an old
+            # one nobody has executed yet.
+            discard=DiscardPolicy.NEW,
         ),
         StreamConfig(
             name=subjects.EVENTS_STREAM,
@@ -50,6 +58,7 @@ def stream_configs() -> list[StreamConfig]:
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=30 * DAY,
+            max_bytes=128 * MB,
             discard=DiscardPolicy.OLD,
         ),
     ]
@@ -75,6 +84,8 @@ async def ensure_streams(js: JetStreamContext) -> None:
             sorted(current.subjects or []) != sorted(config.subjects or [])
             or current.duplicate_window != config.duplicate_window
             or current.max_age != config.max_age
+            or current.max_bytes != config.max_bytes
+            or current.discard != config.discard
         ):
             await js.update_stream(config)
             log.info("updated stream %s", config.name)
@@ -87,13 +98,26 @@ async def ensure_bucket(js: JetStreamContext, bucket: str, *, history: int = 5) 
         info = await js.stream_info(f"KV_{bucket}")
     except NotFoundError:
         return await js.create_key_value(
-            KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE, direct=True)
+            KeyValueConfig(
+                bucket=bucket,
+                history=history,
+                storage=StorageType.FILE,
+                direct=True,
+                ttl=REGISTRY_MAX_AGE,
+                max_bytes=REGISTRY_MAX_BYTES,
+            )
         )
-    if not info.config.allow_direct:
-        config = info.config
+    config = info.config
+    if (
+        not config.allow_direct
+        or config.max_age != REGISTRY_MAX_AGE
+        or config.max_bytes != REGISTRY_MAX_BYTES
+    ):
         config.allow_direct = True
+        config.max_age = REGISTRY_MAX_AGE
+        config.max_bytes = REGISTRY_MAX_BYTES
         await js.update_stream(config)
-        log.info("enabled direct get on bucket %s", bucket)
+        log.info("updated bucket %s (direct get, limits)", bucket)
     return await js.key_value(bucket)
 
 

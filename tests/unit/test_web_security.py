@@ -14,7 +14,7 @@ from aifactory.services.server.ingress.web.guard import (
     login_location,
     safe_next,
 )
-from aifactory.services.server.ingress.web.sessions import LoginLimiter, Sessions, cookie_name
+from aifactory.services.server.ingress.web.sessions import Sessions, cookie_name
 from aifactory.shared.weblogin import TicketError, check_ticket, login_link, make_ticket
 
 TOKEN = "t" * 43
@@ -78,16 +78,6 @@ def test_the_login_link_carries_a_ticket_not_the_token() -> None:
     assert link.startswith("http://127.0.0.1:8001/login?ticket=")
     assert TOKEN not in link
     Sessions(TOKEN).use_ticket(link.split("ticket=", 1)[1])
-
-
-def test_failed_logins_are_braked_per_client() -> None:
-    limiter = LoginLimiter(limit=3, window_s=60)
-    for i in range(3):
-        assert limiter.retry_after("a", now=100 + i) == 0
-        limiter.failed("a", now=100 + i)
-    assert 50 < limiter.retry_after("a", now=103) <= 60
-    assert limiter.retry_after("b", now=103) == 0  # others are not held back
-    assert limiter.retry_after("a", now=161) == 0  # the window slides
 
 
 def test_cookies_are_per_port() -> None:

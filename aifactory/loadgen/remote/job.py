@@ -142,6 +142,7 @@ def render_loadgen(
                 "AIFACTORY_BENCHMARK_ID": benchmark_id,
                 "AIFACTORY_NATS_URL": _checked_nats_url(settings.nats_url),
                 "AIFACTORY_WORKER_LAUNCH": launch_mode(executor),
+                "AIFACTORY_WORKER_BUS_LOSS_LIMIT": f"{settings.worker_bus_loss_limit:g}",
                 **worker_auth_env(settings, benchmark_id),
             },
         )

@@ -11,29 +11,33 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from pydantic import BaseModel, ConfigDict, Field
 
 from aifactory.contract import bus_document as make_bus_document
 from aifactory.services.server.ingress.actions import NotFound, deploy_service, stop_service
-from aifactory.services.server.ingress.auth import BearerAuth, is_loopback
+from aifactory.services.server.ingress.auth import BearerAuth, FailedLogins, is_loopback
 from aifactory.services.server.ingress.benchmarks import benchmarks_router
 from aifactory.services.server.ingress.counting import RequestCounter
+from aifactory.services.server.ingress.edge import Edge
 from aifactory.services.server.ingress.errors import (
+    EDGE_RESPONSES,
     NOT_FOUND,
     PROXY_ERRORS,
+    document_recipes,
     path_parts,
     unprocessable,
 )
 from aifactory.services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, forward
 from aifactory.services.server.ingress.web import mount_web
 from aifactory.services.server.metrics import ServerMetrics
-from aifactory.shared.bus import bus_connected
+from aifactory.shared.bus import PublishRefused, bus_connected
 from aifactory.shared.http import add_ops_routes
 from aifactory.shared.messages.base import ID_PATTERN
-from aifactory.shared.messages.deploy import RECIPE_REF_PATTERN
+from aifactory.shared.messages.deploy import RECIPE_REF_PATTERN, RecipeOverrides
+from aifactory.shared.parts import PartsCollector, read_parts
 from aifactory.shared.recipes import RecipeError, list_recipes, load_recipe
 from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from aifactory.shared.registry_view import RegistryView
@@ -59,7 +63,7 @@ class CreateService(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     recipe: str = Field(pattern=RECIPE_REF_PATTERN, examples=["inference/simulator"])
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    overrides: RecipeOverrides = Field(default_factory=dict)
 
 
 class Accepted(BaseModel):
@@ -98,12 +102,21 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
         title="aifactory ingress",
         version="1",
         description="Deploy AI services from recipes and follow them.",
+        responses=EDGE_RESPONSES,
     )
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(BearerAuth(token))])
+    failures = FailedLogins()  # one brake for the API and the web page's login
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(BearerAuth(token, failures))])
     balancer = ReplicaBalancer()
     http = httpx.AsyncClient()
 
+    app.add_middleware(Edge, openapi=lambda: app.openapi())
     app.add_middleware(RequestCounter, counter=ctx.metrics.http_requests)
+
+    @app.exception_handler(PublishRefused)
+    async def bus_refused(request: Request, exc: PublishRefused) -> JSONResponse:
+        """Nothing was done: the command never reached the bus (storage full, bus down)."""
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
+
     bus_document = make_bus_document(ctx.settings.nats_url)
 
     @app.get("/asyncapi.json", tags=["ops"])
@@ -111,7 +124,14 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
         """The bus contract (AsyncAPI 3), for clients that talk to NATS directly."""
         return bus_document
 
-    add_ops_routes(app, ctx.metrics.registry, lambda: bus_connected(ctx.broker))
+    state_dir = ctx.settings.state_dir
+    ctx.metrics.registry.register(PartsCollector(state_dir))
+    add_ops_routes(
+        app,
+        ctx.metrics.registry,
+        lambda: bus_connected(ctx.broker),
+        parts=lambda: read_parts(state_dir),
+    )
 
     async def get_json(service_id: str) -> bytes:
         data = await ctx.services_view.get_json(service_id)
@@ -237,6 +257,10 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
         benchmarks=ctx.benchmarks,
         services_view=ctx.services_view,
         metrics=ctx.metrics.registry,
+        failures=failures,
+    )
+    document_recipes(
+        app, [f"{r.category}/{r.name}" for r in list_recipes(ctx.settings.recipes_dir)]
     )
     app.router.on_shutdown.append(http.aclose)
     return app

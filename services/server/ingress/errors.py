@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -41,3 +42,27 @@ def path_parts(path: str) -> list[str | int]:
 def unprocessable(errors: Iterable[tuple[Sequence[str | int], str]], kind: str) -> JSONResponse:
     detail = [{"loc": list(loc), "msg": msg, "type": kind} for loc, msg in errors]
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+#: What any route may answer before reaching its own logic (documented once, for all).
+EDGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body is not valid JSON"},
+    413: {"model": Problem, "description": "The body is over 1 MiB"},
+    429: {"model": Problem, "description": "Too many failed authentications"},
+    503: {"model": Problem, "description": "The bus refused the command (storage full, down)"},
+}
+
+
+def document_recipes(app: FastAPI, recipes: list[str]) -> None:
+    """Make the OpenAPI document list the recipes a deploy accepts (an enum), so a client
+    (or a contract tester) knows the valid names instead of guessing them."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = original()
+        create = schema.get("components", {}).get("schemas", {}).get("CreateService")
+        if create is not None and recipes:
+            create["properties"]["recipe"]["enum"] = sorted(recipes)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -17,6 +17,7 @@ from faststream.nats import NatsBroker
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
+from aifactory.services.server.ingress.auth import FailedLogins
 from aifactory.services.server.ingress.web.benchmark_pages import benchmarks_router
 from aifactory.services.server.ingress.web.experiments import Experiments, experiments_router
 from aifactory.services.server.ingress.web.feeds import Feeds
@@ -52,6 +53,7 @@ def mount_web(
     benchmarks: KVRegistry[BenchmarkRecord],
     services_view: RegistryView,
     metrics: CollectorRegistry,
+    failures: FailedLogins,
     logs: bool = False,
 ) -> WebState:
     """Add the page's routes, static files, headers and live feeds to the ingress."""
@@ -65,6 +67,7 @@ def mount_web(
         benchmarks_view=RegistryView(benchmarks.kv),
         guard=WebGuard(sessions, settings.ingress_host),
         sessions=sessions,
+        failures=failures,
         logs=logs,
     )
     stream_gauge(metrics, state.hub)

@@ -26,7 +26,7 @@ from aifactory.services.server.ingress.web.forms import (
     model_defaults,
     model_form,
 )
-from aifactory.services.server.ingress.web.render import page
+from aifactory.services.server.ingress.web.render import bus_refusal, page
 from aifactory.services.server.ingress.web.results import DOWNLOADS, available, local_results
 from aifactory.services.server.ingress.web.state import WebState
 from aifactory.services.server.ingress.web.views import benchmark_view, run_rows, service_view
@@ -166,9 +166,10 @@ def benchmarks_router(state: WebState) -> APIRouter:
                     attach_model_error(fields, errors, message)
         if target is not None and workload is not None and not errors:
             try:
-                benchmark_id = await start_benchmark(
-                    state.broker, state.benchmarks, state.services, target, workload
-                )
+                with bus_refusal():
+                    benchmark_id = await start_benchmark(
+                        state.broker, state.benchmarks, state.services, target, workload
+                    )
             except Rejected as exc:
                 for loc, reason in exc.errors:
                     path = _path(loc).removeprefix("workload.")
@@ -191,7 +192,8 @@ def benchmarks_router(state: WebState) -> APIRouter:
     @actions.post("/benchmarks/{benchmark_id}/cancel", response_model=None)
     async def cancel(benchmark_id: BenchmarkId) -> Response:
         try:
-            await cancel_benchmark(state.broker, state.benchmarks, benchmark_id)
+            with bus_refusal():
+                await cancel_benchmark(state.broker, state.benchmarks, benchmark_id)
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from exc
         return RedirectResponse(f"/benchmarks/{benchmark_id}", status_code=303)

@@ -55,7 +55,7 @@ def login_router(state: WebState) -> APIRouter:
         try:
             state.sessions.use_ticket(ticket)
         except TicketError as exc:
-            state.limiter.failed(_client(request))
+            state.failures.fail(_client(request))
             return form(target, str(exc), status_code=401)
         return logged_in(request, target)
 
@@ -71,7 +71,7 @@ def login_router(state: WebState) -> APIRouter:
         if state.sessions is None:
             return RedirectResponse(target, status_code=303)
         client = _client(request)
-        wait = state.limiter.retry_after(client)
+        wait = state.failures.blocked(client)
         if wait > 0:
             response = form(
                 target, f"Too many failed logins: try again in {wait:.0f} s.", status_code=429
@@ -79,7 +79,7 @@ def login_router(state: WebState) -> APIRouter:
             response.headers["Retry-After"] = str(int(wait) + 1)
             return response
         if not token or not state.sessions.check_token(token.strip()):
-            state.limiter.failed(client)
+            state.failures.fail(client)
             return form(target, "That is not this stack's token.", status_code=401)
         return logged_in(request, target)
 

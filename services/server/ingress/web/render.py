@@ -7,13 +7,17 @@ template into an error in the tests instead of an empty cell.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse
+
+from aifactory.shared.bus import PublishRefused
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -56,6 +60,15 @@ def page(
     """A whole page (``base.html`` around it)."""
     html = render(name, section=section, open_mode=open_mode, path=request.url.path, **context)
     return HTMLResponse(html, status_code=status_code)
+
+
+@contextlib.contextmanager
+def bus_refusal() -> Iterator[None]:
+    """A command the bus would not store is a 503 page saying nothing was done."""
+    try:
+        yield
+    except PublishRefused as exc:
+        raise HTTPException(503, f"Nothing was done: {exc}") from exc
 
 
 def fragment(name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:

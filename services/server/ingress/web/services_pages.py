@@ -22,7 +22,7 @@ from aifactory.services.server.ingress.web.forms import (
     groups,
     model_form,
 )
-from aifactory.services.server.ingress.web.render import fragment, page
+from aifactory.services.server.ingress.web.render import bus_refusal, fragment, page
 from aifactory.services.server.ingress.web.state import WebState
 from aifactory.services.server.ingress.web.views import as_yaml, service_view
 from aifactory.shared.messages.base import ID_PATTERN
@@ -133,9 +133,10 @@ def services_router(state: WebState) -> APIRouter:
         overrides, errors = changed_values(fields, posted)
         if not errors:
             try:
-                service_id = await deploy_service(
-                    state.broker, state.services_view, state.settings, ref, overrides
-                )
+                with bus_refusal():
+                    service_id = await deploy_service(
+                        state.broker, state.services_view, state.settings, ref, overrides
+                    )
             except RecipeError as exc:  # the API's own validation, field by field
                 for problem in exc.errors:
                     errors.add(fields, problem.path, str(problem))
@@ -164,7 +165,8 @@ def services_router(state: WebState) -> APIRouter:
     @actions.post("/services/{service_id}/stop", response_model=None)
     async def stop(service_id: ServiceId) -> Response:
         try:
-            await stop_service(state.broker, state.services_view, service_id)
+            with bus_refusal():
+                await stop_service(state.broker, state.services_view, service_id)
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from exc
         return RedirectResponse(f"/services/{service_id}", status_code=303)

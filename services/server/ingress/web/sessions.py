@@ -1,11 +1,10 @@
-"""Browser sessions of the web page: signed cookies, single-use login tickets, a brake on
-guessing.
+"""Browser sessions of the web page: signed cookies and single-use login tickets.
 
 The cookie never holds the token. It is ``v1.<expiry>.<nonce>.<mac>``, the MAC an
 HMAC-SHA256 under a key derived from the token (:func:`aifactory.shared.weblogin.derive_key`),
 so the server checks it without storing sessions, a stolen cookie dies at its expiry (or at
 logout, or when the token is rotated), and nothing in the browser can be turned back into
-the token. Failed logins are rate-limited per client address.
+the token.
 """
 
 from __future__ import annotations
@@ -13,16 +12,11 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections import deque
-from dataclasses import dataclass, field
 
 from aifactory.shared.weblogin import TicketError, check_ticket, derive_key, sign
 
 #: How long a login lasts.
 SESSION_TTL_S = 12 * 3600
-#: Failed logins allowed per client address within ``FAILURE_WINDOW_S``.
-MAX_FAILURES = 5
-FAILURE_WINDOW_S = 60.0
 
 
 def cookie_name(port: int | None) -> str:
@@ -79,31 +73,3 @@ class Sessions:
         now = time.time()
         for key in [k for k, expires in book.items() if expires < now]:
             del book[key]
-
-
-@dataclass
-class LoginLimiter:
-    """At most ``limit`` failed logins per client address in a sliding ``window_s``."""
-
-    limit: int = MAX_FAILURES
-    window_s: float = FAILURE_WINDOW_S
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
-
-    def retry_after(self, client: str, *, now: float | None = None) -> float:
-        """Seconds until ``client`` may try again (0: now)."""
-        current = time.monotonic() if now is None else now
-        seen = self._failures.get(client)
-        if seen is None:
-            return 0.0
-        while seen and seen[0] <= current - self.window_s:
-            seen.popleft()
-        if not seen:
-            del self._failures[client]
-            return 0.0
-        return max(0.0, seen[0] + self.window_s - current) if len(seen) >= self.limit else 0.0
-
-    def failed(self, client: str, *, now: float | None = None) -> None:
-        current = time.monotonic() if now is None else now
-        if len(self._failures) > 10_000:  # a flood of addresses: forget the oldest
-            self._failures.pop(next(iter(self._failures)))
-        self._failures.setdefault(client, deque(maxlen=self.limit * 2)).append(current)

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from faststream.nats import NatsBroker
 from prometheus_client import CollectorRegistry, Gauge
 
+from aifactory.services.server.ingress.auth import FailedLogins
 from aifactory.services.server.ingress.web.guard import WebGuard
 from aifactory.services.server.ingress.web.hub import Hub
-from aifactory.services.server.ingress.web.sessions import LoginLimiter, Sessions
+from aifactory.services.server.ingress.web.sessions import Sessions
 from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from aifactory.shared.registry_view import RegistryView
 from aifactory.shared.settings import Settings
@@ -26,8 +27,9 @@ class WebState:
     benchmarks_view: RegistryView
     guard: WebGuard
     sessions: Sessions | None
+    #: Failed logins per address, shared with the API's bearer check: one brake for both.
+    failures: FailedLogins = field(default_factory=FailedLogins)
     hub: Hub = field(default_factory=Hub)
-    limiter: LoginLimiter = field(default_factory=LoginLimiter)
     #: Whether this ingress serves job output (the logs service's routes are mounted).
     logs: bool = False
     #: Whether the monitor publishes samples on this bus (the channel is declared).
