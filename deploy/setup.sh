@@ -13,6 +13,7 @@ system_packages() {
     sbatch:slurm-wlm slurmctld:slurmctld munged:munge shellcheck:shellcheck
     promtool:prometheus prometheus-node-exporter:prometheus-node-exporter
     sshd:openssh-server wrk:wrk taskset:util-linux
+    chromium:chromium
   )
   local missing=() pair
   for pair in "${wanted[@]}"; do

@@ -62,6 +62,21 @@ class AlertNote(BaseModel):
 MAX_ALERT_NOTES = 20
 
 
+class JobChange(BaseModel):
+    """One scheduler state of the job as observed, with the scheduler's reason (for a
+    pending job: why it waits, ``Priority``, ``Resources``…)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_state: JobState
+    reason: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
+#: Job changes kept per service (a job requeued all day must not grow its record forever).
+JOB_HISTORY_LIMIT = 100
+
+
 class ServiceRecord(BaseModel):
     """What the registry knows of one deployed service."""
 
@@ -127,6 +142,15 @@ class ServiceRecord(BaseModel):
         self.alerts = [*self.alerts, note][-MAX_ALERT_NOTES:]
         self.reason = self.reason_with(own)
         return True
+
+    #: Every job state and reason the scheduler reported, oldest first (the last 100).
+    job_history: list[JobChange] = Field(default_factory=list)
+
+    def note_job(self, state: JobState, reason: str | None) -> None:
+        last = self.job_history[-1] if self.job_history else None
+        if last is None or (last.job_state, last.reason) != (state, reason):
+            self.job_history.append(JobChange(job_state=state, reason=reason))
+            del self.job_history[:-JOB_HISTORY_LIMIT]
 
     def set_state(self, state: ServiceState) -> None:
         if not self.history or self.history[-1].state is not state:

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 _DELETES = ("DEL", "PURGE")
 
+#: Told of every change after the initial snapshot: the key and its new value (``None``:
+#: deleted). Called in the view's task: keep it quick, never block.
+Listener = Callable[[str, bytes | None], None]
+
 
 class RegistryView:
     """``reconnects``: the connection's reconnect count. A restarted nats-server forgets the
@@ -39,6 +43,21 @@ class RegistryView:
         self._task: asyncio.Task[None] | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
         self._guard: asyncio.Task[None] | None = None
+        self._listeners: list[Listener] = []
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` on every change from now on (after a renewal, on every key that
+        differs from before); returns the function that stops it. The web page pushes
+        registry changes to browsers this way."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self, key: str, value: bytes | None) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(key, value)
+            except Exception:  # a listener's bug must not stop the view
+                log.exception("registry view listener failed on %s", key)
 
     async def start(self, timeout: float = 10.0) -> None:
         await self._watch(timeout)
@@ -49,7 +68,9 @@ class RegistryView:
         watcher = await self.kv.watchall()
         values: dict[str, bytes] = {}
         ready = asyncio.Event()
-        task = asyncio.create_task(_follow(watcher, values, ready), name="registry-view")
+        task = asyncio.create_task(
+            _follow(watcher, values, ready, self._notify), name="registry-view"
+        )
         try:
             await asyncio.wait_for(ready.wait(), timeout)
         except BaseException:
@@ -57,9 +78,12 @@ class RegistryView:
             with contextlib.suppress(Exception):
                 await watcher.stop()
             raise
-        old_watcher, old_task = self._watcher, self._task
+        old_watcher, old_task, old_values = self._watcher, self._task, self._values
         self._watcher, self._task, self._values = watcher, task, values
         await _stop(old_watcher, old_task)
+        for key in old_values.keys() | values.keys():  # what changed while unwatched
+            if old_values.get(key) != values.get(key):
+                self._notify(key, values.get(key))
 
     async def _renew_after_reconnects(self) -> None:
         assert self.reconnects is not None
@@ -99,7 +123,10 @@ class RegistryView:
 
 
 async def _follow(
-    watcher: KeyValue.KeyWatcher, values: dict[str, bytes], ready: asyncio.Event
+    watcher: KeyValue.KeyWatcher,
+    values: dict[str, bytes],
+    ready: asyncio.Event,
+    notify: Listener,
 ) -> None:
     async for entry in watcher:
         if entry is None:  # end of the initial snapshot
@@ -107,8 +134,11 @@ async def _follow(
             continue
         if entry.operation in _DELETES or entry.value is None:
             values.pop(entry.key, None)
+            value = None
         else:
-            values[entry.key] = entry.value
+            values[entry.key] = value = entry.value
+        if ready.is_set():
+            notify(entry.key, value)
 
 
 async def _stop(watcher: KeyValue.KeyWatcher | None, task: asyncio.Task[None] | None) -> None:

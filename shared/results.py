@@ -240,3 +240,10 @@ class WindowStats(BaseModel):
     ttft_p50_ms: float | None = None
     ttft_p99_ms: float | None = None
     e2el_p50_ms: float | None = None
+    #: Time per output token after the first (decode speed), successful requests with N >= 2.
+    tpot_p50_ms: float | None = None
+    tpot_p99_ms: float | None = None
+    #: Send time minus scheduled time, over every request sent in the window (failures
+    #: included): near zero unless the generator or the in-flight cap holds sends back.
+    schedule_delay_p50_ms: float | None = None
+    schedule_delay_p99_ms: float | None = None

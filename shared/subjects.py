@@ -111,7 +111,7 @@ JOB = channel(
     JobEvent,
     Kind.EVENT,
     by={C.SERVER},
-    to=set(),
+    to={C.INGRESS},
     stream=EVENTS_STREAM,
     enums={"event": JOB_EVENTS},
     about="A job transition: submitted (by us), then the scheduler's pending, running and "
@@ -123,7 +123,7 @@ SERVICE_READY = channel(
     ServiceReady,
     Kind.EVENT,
     by={C.SERVER},
-    to=set(),
+    to={C.INGRESS},
     stream=EVENTS_STREAM,
     about="Every replica answers its health path; endpoints inside.",
 )
@@ -132,7 +132,7 @@ SERVICE_UNHEALTHY = channel(
     ServiceUnhealthy,
     Kind.EVENT,
     by={C.SERVER},
-    to=set(),
+    to={C.INGRESS},
     stream=EVENTS_STREAM,
     about="Not healthy within the recipe's timeout; the job is cancelled.",
 )
@@ -141,7 +141,7 @@ BENCH_STARTED = channel(
     BenchStarted,
     Kind.EVENT,
     by={C.CLIENT},
-    to=set(),
+    to={C.INGRESS},
     stream=EVENTS_STREAM,
     about="The target is resolved and answers; load begins.",
 )
@@ -150,7 +150,7 @@ BENCH_METRICS = channel(
     BenchMetrics,
     Kind.EVENT,
     by={C.CLIENT},
-    to={C.CLI},
+    to={C.CLI, C.INGRESS},
     stream=EVENTS_STREAM,
     about="A window of live figures, every window_s.",
 )
@@ -159,7 +159,7 @@ BENCH_COMPLETED = channel(
     BenchCompleted,
     Kind.EVENT,
     by={C.CLIENT},
-    to=set(),
+    to={C.INGRESS},
     stream=EVENTS_STREAM,
     about="Summary and results folder (also for a cancelled run).",
 )
@@ -168,7 +168,7 @@ BENCH_FAILED = channel(
     BenchFailed,
     Kind.EVENT,
     by={C.CLIENT},
-    to=set(),
+    to={C.INGRESS},
     stream=EVENTS_STREAM,
     about="The benchmark could not run; reason inside.",
 )

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import time
+import webbrowser
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,7 @@ from aifactory.shared.executors.factory import executor_names
 from aifactory.shared.parts import read_parts
 from aifactory.shared.settings import load_settings
 from aifactory.shared.stackfile import StackInfo, read_stack, stack_path
+from aifactory.shared.weblogin import TICKET_TTL_S, login_link
 from aifactory.stack import Stack, StackError
 
 app = typer.Typer(
@@ -109,6 +111,8 @@ def up(
         raise fail(str(exc)) from exc
     console.print(f"[green]aifactory up[/green]  nats {stack.nats_url}  executor {cfg.executor}")
     _print_urls(stack.info)
+    if stack.info is not None:
+        _print_web(stack.info)
     console.print(f"  logs     {stack.log_dir}")
     if insecure_loopback or cfg.insecure_loopback:
         err_console.print(
@@ -136,6 +140,26 @@ def _print_urls(info: StackInfo | None) -> None:
     console.print(f"  token    in {credentials_path(settings().state_dir)} (mode 0600)")
 
 
+def _web_url(info: StackInfo) -> str:
+    """The page's address: a one-time login link, or the plain URL when the page is open."""
+    if info.insecure_loopback:
+        return f"{info.ingress_url}/"
+    token = settings().api_token
+    if token is None:
+        raise fail("no ingress token found: is this your stack? ('aifactory status')")
+    return login_link(info.ingress_url, token.get_secret_value())
+
+
+def _print_web(info: StackInfo) -> None:
+    # typer.echo, not rich: a long link must stay on one line to be clickable.
+    typer.echo(f"  web      {_web_url(info)}")
+    if not info.insecure_loopback:
+        typer.echo(
+            f"           (logs this browser in once, within {TICKET_TTL_S // 60} min; "
+            "'aifactory web' prints a new link)"
+        )
+
+
 @app.command()
 def status() -> None:
     """Your running stack: where it listens (from stack.json in your state directory)."""
@@ -157,6 +181,25 @@ def status() -> None:
             f"  [{colour}]{part.name:8} {part.state.value}[/{colour}]  pid {part.pid or '-'}  "
             f"restarts {part.restarts}{exit_note}"
         )
+
+
+@app.command()
+def web(
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open it in this machine's browser too.")
+    ] = False,
+) -> None:
+    """Print a link to your stack's web page that logs the browser in (once, briefly).
+
+    The link carries a signed, single-use ticket, never the token itself.
+    """
+    info = read_stack(load_settings().state_dir)
+    if info is None:
+        raise fail("no stack of yours is running: start it with 'aifactory up'")
+    url = _web_url(info)
+    typer.echo(url)
+    if open_browser:
+        webbrowser.open(url)
 
 
 def main() -> None:

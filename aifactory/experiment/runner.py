@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 from faststream.nats import NatsBroker
@@ -53,6 +55,28 @@ class ExperimentFailed(RuntimeError):
     """A step of the experiment did not succeed; the folder still holds what was collected."""
 
 
+class StepState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Step:
+    """Progress of one step (``deploy``, ``ready``, ``workload <name>``, ``teardown``,
+    ``report``), for a caller following the experiment (the web page)."""
+
+    name: str
+    state: StepState
+    detail: str = ""
+    service_id: str | None = None
+    benchmark_id: str | None = None
+
+
+StepCallback = Callable[[Step], None]
+
+
 @dataclass
 class Outcome:
     folder: Path
@@ -78,6 +102,7 @@ class ExperimentRunner:
         topology: Topology,
         console: Console,
         source: Path | None = None,
+        on_step: StepCallback | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -86,7 +111,12 @@ class ExperimentRunner:
         self.benchmarks = KVRegistry(topology.benchmarks, BenchmarkRecord)
         self.console = console
         self.source = source
+        self._on_step = on_step
         self._live_window: dict[str, WindowStats] = {}
+
+    def _step(self, name: str, state: StepState, detail: str = "", **ids: str | None) -> None:
+        if self._on_step is not None:
+            self._on_step(Step(name, state, detail, **ids))
 
     def make_folder(self) -> Path:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -113,7 +143,15 @@ class ExperimentRunner:
             teardown = self.spec.teardown is Teardown.ALWAYS or (
                 self.spec.teardown is Teardown.ON_SUCCESS and outcome.ok
             )
+            if teardown:
+                self._step("teardown", StepState.RUNNING, service_id=service_id)
             final = await self._teardown(service_id) if teardown else None
+            self._step(
+                "teardown",
+                StepState.DONE if teardown else StepState.SKIPPED,
+                final.value if final else f"kept running (teardown: {self.spec.teardown.value})",
+                service_id=service_id,
+            )
             found = await self.services.get(service_id)
             if found is not None:
                 self._collect_service(folder, found[0])
@@ -121,23 +159,32 @@ class ExperimentRunner:
                 self.console.print(f"service {service_id}: {final.value}")
             saved = await self._collect_logs(folder, outcome, found[0] if found else None)
         self._report(folder, outcome, saved)
+        self._step("report", StepState.DONE, str(folder))
         return outcome
 
     # -- steps ----------------------------------------------------------------------------
 
     async def _deploy(self, service_id: str) -> ServiceRecord:
         svc = self.spec.service
+        self._step("deploy", StepState.RUNNING, svc.recipe, service_id=service_id)
         await publish(
             self.broker,
             subjects.DEPLOY_REQUESTED,
             DeployRequested(service_id=service_id, recipe=svc.recipe, overrides=svc.overrides),
         )
         started = time.monotonic()
+        submitted = False
         with Live(console=self.console, refresh_per_second=8, transient=True) as live:
             while time.monotonic() - started < self.spec.timeouts.ready_s:
                 found = await self.services.get(service_id)
                 record = found[0] if found else None
                 elapsed = time.monotonic() - started
+                if record is not None and record.job_id and not submitted:
+                    submitted = True
+                    self._step(
+                        "deploy", StepState.DONE, f"job {record.job_id}", service_id=service_id
+                    )
+                    self._step("ready", StepState.RUNNING, service_id=service_id)
                 if record is None:
                     live.update(f"deploy {svc.recipe}: waiting for the server… {elapsed:.0f}s")
                 else:
@@ -148,18 +195,19 @@ class ExperimentRunner:
                     )
                     if record.state is ServiceState.RUNNING:
                         urls = " ".join(e.reachable_url for e in record.endpoints)
+                        self._step("ready", StepState.DONE, urls, service_id=service_id)
                         self.console.print(
                             f"service {service_id} running after {elapsed:.0f}s: {urls}"
                         )
                         return record
                     if record.state.is_terminal:
-                        raise ExperimentFailed(
-                            f"service {service_id} {record.state.value}: {record.reason}"
-                        )
+                        reason = f"service {service_id} {record.state.value}: {record.reason}"
+                        self._step("ready" if submitted else "deploy", StepState.FAILED, reason)
+                        raise ExperimentFailed(reason)
                 await asyncio.sleep(0.25)
-        raise ExperimentFailed(
-            f"service {service_id} not running after {self.spec.timeouts.ready_s:g}s"
-        )
+        reason = f"service {service_id} not running after {self.spec.timeouts.ready_s:g}s"
+        self._step("ready" if submitted else "deploy", StepState.FAILED, reason)
+        raise ExperimentFailed(reason)
 
     async def _benchmark(
         self, folder: Path, service_id: str, workload: WorkloadSpec, outcome: Outcome
@@ -167,6 +215,8 @@ class ExperimentRunner:
         benchmark_id = new_id()[:12]
         if workload.worker_nodes is not None:
             outcome.worker_jobs.append(log_id(benchmark_id))
+        step = f"workload {workload.name}"
+        self._step(step, StepState.RUNNING, benchmark_id=benchmark_id)
         await publish(
             self.broker,
             subjects.BENCH_REQUESTED,
@@ -190,6 +240,7 @@ class ExperimentRunner:
                 await publish(
                     self.broker, subjects.BENCH_CANCEL, BenchCancel(benchmark_id=benchmark_id)
                 )
+                self._step(step, StepState.FAILED, "timed out", benchmark_id=benchmark_id)
                 raise ExperimentFailed(f"workload {workload.name} timed out")
         assert record is not None
         target = folder / "workloads" / workload.name
@@ -203,6 +254,9 @@ class ExperimentRunner:
             )
         else:
             self.console.print(f"workload {workload.name}: completed → {target}")
+        done = StepState.DONE if record.state is BenchState.COMPLETED else StepState.FAILED
+        detail = record.state.value + (f": {record.reason}" if record.reason else "")
+        self._step(step, done, detail, benchmark_id=benchmark_id)
         return record.state
 
     def _bench_line(

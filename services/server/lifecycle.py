@@ -150,6 +150,7 @@ class Lifecycle:
         def attach(r: ServiceRecord) -> ServiceRecord:
             r.job_id = job.job_id
             r.job_state = JobState.PENDING
+            r.note_job(JobState.PENDING, None)
             r.script_path = str(job.script_path)
             r.output_path = str(job.output_path)
             r.error_path = str(job.error_path) if job.error_path else None
@@ -270,6 +271,7 @@ class Lifecycle:
             healthy = r.state is ServiceState.RUNNING
             r.job_state = status.state
             r.reason = r.reason_with(status.reason)
+            r.note_job(status.state, status.reason)
             r.exit_code = status.exit_code
             if status.nodes and list(status.nodes) != r.nodes:
                 r.nodes = list(status.nodes)

@@ -15,6 +15,7 @@ from faststream.nats import NatsBroker
 from aifactory.services.server.handlers import build_router
 from aifactory.services.server.ingress.app import IngressContext, create_ingress
 from aifactory.services.server.ingress.auth import check_bind
+from aifactory.services.server.ingress.web import stop_live
 from aifactory.services.server.lifecycle import Lifecycle
 from aifactory.services.server.metrics import ServerMetrics
 from aifactory.services.server.retention import retention_loop
@@ -100,6 +101,7 @@ class ServerService(ServiceProcess):
                 if task is not stop and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
         finally:
+            stop_live(ingress)  # open pages' streams would hold uvicorn's shutdown
             self.http.should_exit = True
             for task in tasks:
                 if task.get_name() in ("tracker", "retention"):

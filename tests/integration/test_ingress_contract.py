@@ -109,6 +109,12 @@ include-path = ["/api/v1/services/{{service_id}}/models", "/api/v1/services/{{se
 parameters = {{ service_id = "{service_id}" }}
 # Schemathesis's default list, and 502.
 checks.not_a_server_error.expected-statuses = ["2XX", "3XX", "4XX", 502]
+
+[[operations]]
+# A job's live log stream (Server-Sent Events) stays open while the job runs: a generated
+# request would wait out its timeout. tests/integration/test_logs_readers.py covers it.
+include-path-regex = "/logs/stream$"
+enabled = false
 """
 
 
@@ -179,7 +185,7 @@ def test_the_ingress_keeps_its_openapi_contract(stack: ServerProcess, tmp_path: 
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-3000:]
     assert f"Seed: {SEED}" in run.stdout
     # The run reached the API: every operation was tested, none was skipped for errors…
-    assert "Tested: 16" in run.stdout, run.stdout[-3000:]
+    assert "Tested: 18" in run.stdout, run.stdout[-3000:]
     # …and the proxy for real: prompts the simulator answered, listings of its models.
     metrics = httpx.get(f"{stack.base}/metrics").text
     for route in ("prompt", "models"):

@@ -1,6 +1,6 @@
 """Live figures over a window, for the progress display and ``bench.metrics`` events.
 
-Bounded whatever the rate: counters and two mergeable DDSketches (1 % relative accuracy)
+Bounded whatever the rate: counters and four mergeable DDSketches (1 % relative accuracy)
 per window, never the window's records. The final statistics are exact, computed from every
 record on disk (:mod:`columns`).
 """
@@ -20,26 +20,34 @@ RELATIVE_ACCURACY = 0.01
 
 
 class Window:
-    """What one window keeps: counts, tokens, and sketches of TTFT and end-to-end latency."""
+    """What one window keeps: counts, tokens, and sketches of TTFT, TPOT, end-to-end latency
+    and schedule delay."""
 
-    __slots__ = ("completed", "e2e", "errors", "tokens", "ttft")
+    __slots__ = ("completed", "delay", "e2e", "errors", "tokens", "tpot", "ttft")
 
     def __init__(self) -> None:
         self.completed = 0
         self.errors = 0
         self.tokens = 0
         self.ttft = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
+        self.tpot = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
         self.e2e = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
+        self.delay = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
 
     def add(self, records: Sequence[RequestRecord]) -> None:
         self.completed += len(records)
         for r in records:
+            # Schedule delay is about the generator, not the answer: failures count too.
+            # DDSketch keeps negatives apart; a send is never early, but clocks are floats.
+            self.delay.add(max(0.0, r.schedule_delay_ms))
             if r.error is not None:
                 self.errors += 1
                 continue
             self.tokens += r.output_tokens or 0
             if r.ttft_ms is not None:
                 self.ttft.add(r.ttft_ms)
+            if r.tpot_ms is not None:
+                self.tpot.add(r.tpot_ms)
             if r.e2e_ms is not None:
                 self.e2e.add(r.e2e_ms)
 
@@ -77,4 +85,8 @@ def window_stats(
         ttft_p50_ms=_quantile(window.ttft, 0.5),
         ttft_p99_ms=_quantile(window.ttft, 0.99),
         e2el_p50_ms=_quantile(window.e2e, 0.5),
+        tpot_p50_ms=_quantile(window.tpot, 0.5),
+        tpot_p99_ms=_quantile(window.tpot, 0.99),
+        schedule_delay_p50_ms=_quantile(window.delay, 0.5),
+        schedule_delay_p99_ms=_quantile(window.delay, 0.99),
     )

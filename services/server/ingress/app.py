@@ -18,8 +18,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from aifactory.contract import bus_document as make_bus_document
 from aifactory.loadgen.backends import backend_names
-from aifactory.services.server.ingress.accept import registered
-from aifactory.services.server.ingress.auth import BearerAuth, FailedLogins
+from aifactory.services.server.ingress.actions import NotFound, deploy_service, stop_service
+from aifactory.services.server.ingress.auth import BearerAuth, FailedLogins, is_loopback
 from aifactory.services.server.ingress.benchmarks import benchmarks_router
 from aifactory.services.server.ingress.counting import RequestCounter
 from aifactory.services.server.ingress.edge import Edge
@@ -41,15 +41,14 @@ from aifactory.services.server.ingress.proxy import (
     relay,
 )
 from aifactory.services.server.ingress.sd import sd_router
+from aifactory.services.server.ingress.web import mount_web
 from aifactory.services.server.metrics import ServerMetrics
-from aifactory.shared import subjects
-from aifactory.shared.bus import PublishRefused, bus_connected, publish
+from aifactory.shared.bus import PublishRefused, bus_connected
 from aifactory.shared.http import add_ops_routes
-from aifactory.shared.messages import DeployCancel, DeployRequested, new_id
 from aifactory.shared.messages.base import ID_PATTERN
 from aifactory.shared.messages.deploy import RECIPE_REF_PATTERN, RecipeOverrides
 from aifactory.shared.parts import PartsCollector, read_parts
-from aifactory.shared.recipes import RecipeError, list_recipes, load_recipe, load_service_recipe
+from aifactory.shared.recipes import RecipeError, list_recipes, load_recipe
 from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from aifactory.shared.registry_view import RegistryView
 from aifactory.shared.settings import Settings
@@ -116,16 +115,19 @@ def recipe_error_response(exc: RecipeError) -> JSONResponse:
 
 def create_ingress(ctx: IngressContext) -> FastAPI:
     token = ctx.settings.api_token.get_secret_value() if ctx.settings.api_token else None
-    failures_per_minute = ctx.settings.ingress_auth_failures_per_minute
+    if ctx.settings.insecure_loopback and is_loopback(ctx.settings.ingress_host):
+        token = None  # demos only: open on loopback (check_bind refused it elsewhere)
     app = FastAPI(
         title="aifactory ingress",
         version="1",
         description="Deploy AI services from recipes and follow them.",
         responses=EDGE_RESPONSES,
     )
+    # One brake for the API and the web page's login.
+    failures = FailedLogins(limit=ctx.settings.ingress_auth_failures_per_minute)
     api = APIRouter(
         prefix="/api/v1",
-        dependencies=[Depends(BearerAuth(token, FailedLogins(limit=failures_per_minute)))],
+        dependencies=[Depends(BearerAuth(token, failures))],
         responses=UNAUTHORIZED,
     )
     balancer = ReplicaBalancer()
@@ -167,15 +169,11 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
     @api.post("/services", status_code=202, response_model=Accepted, tags=["services"])
     async def create_service(body: CreateService) -> Any:
         try:
-            load_service_recipe(body.recipe, ctx.settings.recipes_dir, body.overrides)
+            service_id = await deploy_service(
+                ctx.broker, ctx.services_view, ctx.settings, body.recipe, body.overrides
+            )
         except RecipeError as exc:
             return recipe_error_response(exc)
-        service_id = new_id()[:12]
-        cmd = DeployRequested(service_id=service_id, recipe=body.recipe, overrides=body.overrides)
-        await publish(ctx.broker, subjects.DEPLOY_REQUESTED, cmd)
-        # Answer once the server has registered it (normally a few ms), so a GET right after
-        # the 202 finds the service; if the server is down the command waits in the stream.
-        await registered(lambda: ctx.services_view.get_json(service_id))
         return Accepted(service_id=service_id, status_url=f"/api/v1/services/{service_id}/status")
 
     @api.get("/services", response_model=list[ServiceRecord], tags=["services"])
@@ -212,8 +210,10 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
 
     @api.delete("/services/{service_id}", status_code=202, tags=["services"], responses=NOT_FOUND)
     async def delete_service(service_id: ServiceId) -> dict[str, str]:
-        await get_record(service_id)
-        await publish(ctx.broker, subjects.DEPLOY_CANCEL, DeployCancel(service_id=service_id))
+        try:
+            await stop_service(ctx.broker, ctx.services_view, service_id)
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
         return {"service_id": service_id, "status": "cancel requested"}
 
     async def running_endpoints(service_id: str) -> tuple[ServiceRecord, list[Any]]:
@@ -274,6 +274,18 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
     api.include_router(logs_router(ctx.broker, ctx.services_view))
     api.include_router(sd_router(ctx.targets_view))
     app.include_router(api)
+    mount_web(
+        app,
+        settings=ctx.settings,
+        token=token,
+        broker=ctx.broker,
+        services=ctx.services,
+        benchmarks=ctx.benchmarks,
+        services_view=ctx.services_view,
+        metrics=ctx.metrics.registry,
+        failures=failures,
+        logs=True,
+    )
     document_names(
         app,
         recipes=[f"{r.category}/{r.name}" for r in list_recipes(ctx.settings.recipes_dir)],

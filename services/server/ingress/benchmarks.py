@@ -12,12 +12,16 @@ from fastapi import APIRouter, HTTPException, Path
 from faststream.nats import NatsBroker
 from pydantic import BaseModel, ConfigDict, Field
 
-from aifactory.loadgen.backends import backend_names
-from aifactory.services.server.ingress.accept import registered
+from aifactory.services.server.ingress.actions import (
+    NotFound,
+    Rejected,
+    start_benchmark,
+)
+from aifactory.services.server.ingress.actions import (
+    cancel_benchmark as request_cancel,
+)
 from aifactory.services.server.ingress.errors import NOT_FOUND, unprocessable
-from aifactory.shared import subjects
-from aifactory.shared.bus import publish
-from aifactory.shared.messages import BenchCancel, BenchRequested, BenchTarget, new_id
+from aifactory.shared.messages import BenchTarget
 from aifactory.shared.messages.base import ID_PATTERN
 from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from aifactory.shared.workload import Workload
@@ -48,21 +52,12 @@ def benchmarks_router(
 
     @router.post("/benchmarks", status_code=202, response_model=BenchmarkAccepted)
     async def create_benchmark(body: CreateBenchmark) -> Any:
-        if body.workload.backend not in backend_names():
-            reason = f"unknown backend; known: {', '.join(backend_names())}"
-            return unprocessable([(["body", "workload", "backend"], reason)], "workload")
-        service_id = body.target.service_id
-        if service_id is not None and await services.get(service_id) is None:
-            return unprocessable(
-                [(["body", "target", "service_id"], f"no service {service_id!r}")], "target"
+        try:
+            benchmark_id = await start_benchmark(
+                broker, benchmarks, services, body.target, body.workload
             )
-        benchmark_id = new_id()[:12]
-        await publish(
-            broker,
-            subjects.BENCH_REQUESTED,
-            BenchRequested(benchmark_id=benchmark_id, target=body.target, workload=body.workload),
-        )
-        await registered(lambda: benchmarks.get(benchmark_id))
+        except Rejected as exc:
+            return unprocessable(((["body", *loc], r) for loc, r in exc.errors), exc.kind)
         return BenchmarkAccepted(
             benchmark_id=benchmark_id, status_url=f"/api/v1/benchmarks/{benchmark_id}"
         )
@@ -84,9 +79,10 @@ def benchmarks_router(
 
     @router.delete("/benchmarks/{benchmark_id}", status_code=202, responses=NOT_FOUND)
     async def cancel_benchmark(benchmark_id: BenchmarkId) -> dict[str, str]:
-        if await benchmarks.get(benchmark_id) is None:
-            raise HTTPException(404, f"no benchmark {benchmark_id!r}")
-        await publish(broker, subjects.BENCH_CANCEL, BenchCancel(benchmark_id=benchmark_id))
+        try:
+            await request_cancel(broker, benchmarks, benchmark_id)
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
         return {"benchmark_id": benchmark_id, "status": "cancel requested"}
 
     return router
