@@ -114,3 +114,27 @@ def test_selection_equals_sorting_on_heavy_duplicates(monkeypatch: pytest.Monkey
     chunks = lambda: iter(np.array_split(data, 13))  # noqa: E731
     assert exact.describe_chunks(chunks, in_memory=10) == describe(data.tolist())
     assert exact.describe_chunks(lambda: iter([])) == describe([])
+
+
+def test_exact_sum_is_fsum_to_the_last_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import math
+
+    rng = np.random.default_rng(3)
+    cases = [
+        rng.lognormal(size=5000),
+        rng.normal(size=3000) * 1e300,
+        rng.normal(size=3000) * 1e-300,
+        np.concatenate([rng.normal(size=999), -rng.normal(size=999), [1e16, 1.0, -1e16]]),
+        rng.choice([0.0, 5e-324, -5e-324, 1e-310, 2.5, -0.0], size=4000),
+        np.empty(0),
+    ]
+    monkeypatch.setattr(exact, "_BINCOUNT_SLICE", 64)  # many slices per chunk too
+    for values in cases:
+        chunks = [values[i : i + 97] for i in range(0, values.size, 97)]
+        assert exact.exact_sum(iter(chunks)) == math.fsum(values.tolist())
+    # Where fsum gives up ("intermediate overflow"), the integers still hold the exact sum.
+    assert exact.exact_sum([np.array([1e308, 1e308, -1e308])]) == 1e308
+    assert exact.exact_sum([np.array([1.0, np.inf])]) == math.inf
+    assert math.isnan(exact.exact_sum([np.array([2.0]), np.array([np.nan])]))
+    with pytest.raises(ValueError):
+        exact.exact_sum([np.array([np.inf]), np.array([-np.inf])])
