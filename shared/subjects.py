@@ -177,7 +177,7 @@ MONITOR_SAMPLES = channel(
     MonitorSamples,
     Kind.EVENT,
     by={C.MONITOR},
-    to={C.CLIENT, C.CLI},
+    to={C.CLIENT, C.CLI, C.INGRESS},
     stream=MONITOR_STREAM,
     about="One scrape of one of the service's targets (its server, a node exporter, a DCGM "
     "exporter): the kept samples, or up=false and the reason.",

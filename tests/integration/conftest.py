@@ -52,7 +52,7 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from tests.integration.server_stack import aifactory_up
     from tests.integration.webkit import add_recipes, stop_services, wait_until
 
-    env = {"AIFACTORY_HEALTH_INTERVAL": "0.3"}
+    env = {"AIFACTORY_HEALTH_INTERVAL": "0.3", "AIFACTORY_MONITOR__INTERVAL": "1"}
     with aifactory_up(tmp_path_factory.mktemp("web"), env_extra=env) as stack:
 
         def healthy() -> bool:

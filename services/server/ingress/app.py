@@ -285,6 +285,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
         metrics=ctx.metrics.registry,
         failures=failures,
         logs=True,
+        monitor=True,
     )
     document_names(
         app,

@@ -53,23 +53,70 @@ def record_json(record: Record) -> bytes:
     )
 
 
+async def log_reader_of(
+    broker: NatsBroker, services_view: RegistryView, service_id: str
+) -> LogReader:
+    """The reader of a service's output; 404 when there is neither the service nor output."""
+    found = LogReader(
+        broker.connection.jetstream(),
+        subjects.LOGS,
+        subjects.LOGS_EOF,
+        subjects.LOG_ALERT,
+        service_id,
+    )
+    if await services_view.get_json(service_id) is None and await found.last() is None:
+        raise HTTPException(404, f"no service {service_id!r} and no output of it")
+    return found
+
+
+def selected(stream: LogStream | None) -> tuple[LogStream, ...]:
+    return (stream,) if stream else (LogStream.OUT, LogStream.ERR)
+
+
+async def follow_logs(
+    broker: NatsBroker,
+    services_view: RegistryView,
+    service_id: str,
+    *,
+    tail: int,
+    stream: LogStream | None,
+    last_event_id: str | None,
+) -> EventSourceResponse:
+    """The live output as Server-Sent Events: the API's route and the web page's (which
+    a browser's ``EventSource`` reaches with its session cookie, as it cannot send the
+    bearer header) answer with this."""
+    after: int | None = None
+    if last_event_id:
+        if not last_event_id.strip().isdigit():
+            raise HTTPException(400, "Last-Event-ID must be an event id of this stream")
+        after = int(last_event_id)
+    log_reader = await log_reader_of(broker, services_view, service_id)
+    streams = selected(stream)
+    start = None if after is not None else await log_reader.tail_start(streams, tail)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for seq, event in log_reader.events(
+            start=start, after_seq=after, follow=True, streams=streams
+        ):
+            kind = (
+                "lines"
+                if isinstance(event, LogLines)
+                else "alert"
+                if isinstance(event, LogAlert)
+                else "eof"
+            )
+            yield ServerSentEvent(data=event.model_dump_json(), event=kind, id=str(seq))
+            if isinstance(event, LogEof):
+                return
+
+    return EventSourceResponse(events(), ping=PING_S)
+
+
 def logs_router(broker: NatsBroker, services_view: RegistryView) -> APIRouter:
     router = APIRouter(tags=["logs"])
 
     async def reader(service_id: str) -> LogReader:
-        found = LogReader(
-            broker.connection.jetstream(),
-            subjects.LOGS,
-            subjects.LOGS_EOF,
-            subjects.LOG_ALERT,
-            service_id,
-        )
-        if await services_view.get_json(service_id) is None and await found.last() is None:
-            raise HTTPException(404, f"no service {service_id!r} and no output of it")
-        return found
-
-    def selected(stream: LogStream | None) -> tuple[LogStream, ...]:
-        return (stream,) if stream else (LogStream.OUT, LogStream.ERR)
+        return await log_reader_of(broker, services_view, service_id)
 
     @router.get(
         "/services/{service_id}/logs",
@@ -116,30 +163,13 @@ def logs_router(broker: NatsBroker, services_view: RegistryView) -> APIRouter:
     ) -> EventSourceResponse:
         """Follow the job's output live, from ``tail`` records back or after
         ``Last-Event-ID``, until its end (``event: eof``)."""
-        after: int | None = None
-        if last_event_id:
-            if not last_event_id.strip().isdigit():
-                raise HTTPException(400, "Last-Event-ID must be an event id of this stream")
-            after = int(last_event_id)
-        log_reader = await reader(service_id)
-        streams = selected(stream)
-        start = None if after is not None else await log_reader.tail_start(streams, tail)
-
-        async def events() -> AsyncIterator[ServerSentEvent]:
-            async for seq, event in log_reader.events(
-                start=start, after_seq=after, follow=True, streams=streams
-            ):
-                kind = (
-                    "lines"
-                    if isinstance(event, LogLines)
-                    else "alert"
-                    if isinstance(event, LogAlert)
-                    else "eof"
-                )
-                yield ServerSentEvent(data=event.model_dump_json(), event=kind, id=str(seq))
-                if isinstance(event, LogEof):
-                    return
-
-        return EventSourceResponse(events(), ping=PING_S)
+        return await follow_logs(
+            broker,
+            services_view,
+            service_id,
+            tail=tail,
+            stream=stream,
+            last_event_id=last_event_id,
+        )
 
     return router

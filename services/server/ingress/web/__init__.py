@@ -30,6 +30,7 @@ from aifactory.services.server.ingress.web.guard import (
 )
 from aifactory.services.server.ingress.web.live import live_router
 from aifactory.services.server.ingress.web.login import login_router
+from aifactory.services.server.ingress.web.monitor_feed import MonitorFeed
 from aifactory.services.server.ingress.web.recipe_pages import recipes_router
 from aifactory.services.server.ingress.web.render import STATIC, page
 from aifactory.services.server.ingress.web.results import results_router
@@ -55,6 +56,7 @@ def mount_web(
     metrics: CollectorRegistry,
     failures: FailedLogins,
     logs: bool = False,
+    monitor: bool = False,
 ) -> WebState:
     """Add the page's routes, static files, headers and live feeds to the ingress."""
     sessions = Sessions(token) if token else None
@@ -69,16 +71,22 @@ def mount_web(
         sessions=sessions,
         failures=failures,
         logs=logs,
+        monitor=monitor,
     )
     stream_gauge(metrics, state.hub)
     experiments = Experiments(state)
-    feeds: list[Feeds] = []
+    feeds: list[Feeds | MonitorFeed] = []
 
     async def start() -> None:
         await state.benchmarks_view.start()
         feed = Feeds(state.hub, broker.connection, services_view, state.benchmarks_view)
         await feed.start()
         feeds.append(feed)
+        if monitor:
+            charts = MonitorFeed(state.hub, broker.connection, services_view)
+            await charts.start()
+            feeds.append(charts)
+            state.want_monitor = charts.want
 
     async def stop() -> None:
         state.hub.close()

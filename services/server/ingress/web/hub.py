@@ -165,6 +165,18 @@ class Hub:
         """Does any page follow a topic starting with ``prefix``?"""
         return any(t.subscribers for k, t in self._topics.items() if k.startswith(prefix))
 
+    def watchers(self, key: str) -> int:
+        """Pages following exactly ``key`` now."""
+        found = self._topics.get(key)
+        return len(found.subscribers) if found is not None else 0
+
+    def forget(self, key: str) -> None:
+        """Empty ``key``'s replay buffer (what fed it stopped; its source is the record).
+        The topic's ids keep increasing, so a page reconnecting later is not confused."""
+        found = self._topics.get(key)
+        if found is not None:
+            found.buffer.clear()
+
     def close(self) -> None:
         """End every stream (the ingress is stopping): browsers reconnect to the next one."""
         self._closed = True

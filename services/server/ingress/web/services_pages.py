@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sse_starlette import EventSourceResponse
 from starlette.datastructures import FormData
 
 from aifactory.services.server.ingress.actions import (
@@ -15,6 +16,7 @@ from aifactory.services.server.ingress.actions import (
     deploy_service,
     stop_service,
 )
+from aifactory.services.server.ingress.logs import follow_logs
 from aifactory.services.server.ingress.web.forms import (
     FormErrors,
     FormField,
@@ -36,6 +38,8 @@ ServiceId = Annotated[str, Path(pattern=ID_PATTERN)]
 #: Identity fields: changing them would name another recipe file.
 NOT_ON_FORM = ("name", "category")
 PREVIEW_ID = "preview"
+#: Records a page's log tail starts with at most (the page keeps 1000 lines).
+MAX_PAGE_TAIL = 1000
 
 
 def recipe_form(recipe: Recipe) -> list[FormField]:
@@ -177,7 +181,7 @@ def services_router(state: WebState) -> APIRouter:
         if raw is None:
             raise HTTPException(404, f"no service {service_id!r}")
         record = ServiceRecord.model_validate_json(raw)
-        logs_url = f"/api/v1/services/{service_id}/logs/stream?tail=200" if state.logs else ""
+        logs_url = f"/services/{service_id}/logs/stream?tail=200" if state.logs else ""
         return page(
             request,
             "service.html",
@@ -189,6 +193,27 @@ def services_router(state: WebState) -> APIRouter:
             executor=record.executor,
             logs_url=logs_url,
             monitor=state.monitor,
+            # the whole replay buffer: the charts start with the history the feed has.
+            monitor_since=f"{state.hub.epoch}:0",
+        )
+
+    @router.get("/services/{service_id}/logs/stream")
+    async def service_output(
+        service_id: ServiceId,
+        tail: Annotated[int, Query(ge=0, le=MAX_PAGE_TAIL)] = 200,
+        last_event_id: Annotated[str | None, Header(max_length=40)] = None,
+    ) -> EventSourceResponse:
+        """The log tail of the page: the API's stream, behind the page's login (a browser's
+        EventSource sends the session cookie, never the API's bearer header)."""
+        if not state.logs:
+            raise HTTPException(404, "no logs service on this stack")
+        return await follow_logs(
+            state.broker,
+            state.services_view,
+            service_id,
+            tail=tail,
+            stream=None,
+            last_event_id=last_event_id,
         )
 
     router.include_router(actions)

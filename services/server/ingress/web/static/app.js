@@ -11,6 +11,7 @@
   var STATE_NAME = /^[a-z_]+$/;
   var MAX_LOG_LINES = 1000;
   var MAX_NOTES = 300;
+  var MAX_POINTS = 3600; /* per chart: an hour of one-second windows */
 
   function setText(el, value) {
     if (el) el.textContent = value === null || value === undefined ? "" : String(value);
@@ -242,33 +243,66 @@
   function chart(elementId, labels, unit) {
     var el = document.getElementById(elementId);
     if (!el || typeof window.uPlot !== "function") return null;
+    labels = labels.slice();
+    function seriesOf(label, i) {
+      return { label: label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true };
+    }
     var data = [[]].concat(labels.map(function () {
       return [];
     }));
-    var series = [{ label: "elapsed (s)" }].concat(
-      labels.map(function (label, i) {
-        return { label: label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true };
-      })
-    );
     var plot = new window.uPlot(
       {
         width: Math.max(280, el.clientWidth || 420),
         height: 200,
         scales: { x: { time: false } },
         axes: [{ label: "s" }, { label: unit }],
-        series: series,
+        series: [{ label: "elapsed (s)" }].concat(labels.map(seriesOf)),
       },
       data,
       el
     );
+    if (typeof window.ResizeObserver === "function") {
+      /* the chart follows its box (the grid settles as charts are added, windows resize) */
+      new window.ResizeObserver(function () {
+        var width = Math.max(280, el.clientWidth);
+        if (Math.abs(width - plot.width) > 1) plot.setSize({ width: width, height: 200 });
+      }).observe(el);
+    }
     return {
+      /* values[i] belongs to labels[i]; x only grows (a replayed point is skipped) */
       push: function (x, values) {
-        data[0].push(x);
-        values.forEach(function (v, i) {
+        var xs = data[0];
+        if (xs.length && !(x > xs[xs.length - 1])) return;
+        xs.push(x);
+        for (var i = 0; i < labels.length; i++) {
+          var v = values[i];
           data[i + 1].push(v === undefined ? null : v);
-        });
+        }
+        if (xs.length > MAX_POINTS) {
+          data.forEach(function (column) {
+            column.shift();
+          });
+        }
         plot.setData(data);
-        el.dataset.points = String(data[0].length); /* what the chart shows, for tests */
+        el.dataset.points = String(xs.length); /* what the chart shows, for tests */
+      },
+      /* values by series name; a name not seen before becomes a new series */
+      pushNamed: function (x, names, values) {
+        names.forEach(function (name) {
+          if (labels.indexOf(name) >= 0) return;
+          labels.push(name);
+          data.push(data[0].map(function () {
+            return null;
+          }));
+          plot.addSeries(seriesOf(name, labels.length - 1));
+        });
+        this.push(
+          x,
+          labels.map(function (label) {
+            var at = names.indexOf(label);
+            return at < 0 ? null : values[at];
+          })
+        );
       },
       points: function () {
         return data[0].length;
@@ -329,11 +363,12 @@
             caption.textContent = f.labels[name] || name;
             box.className = "chart";
             box.id = "monitor-" + Object.keys(charts).length;
+            box.dataset.chart = name;
             figure.append(caption, box);
             holder.append(figure);
             charts[name] = chart(box.id, f.series[name] || [name], f.units[name] || "");
           }
-          if (charts[name]) charts[name].push(f.elapsed_s, f.values[name]);
+          if (charts[name]) charts[name].pushNamed(f.elapsed_s, f.series[name] || [name], f.values[name]);
         });
       },
     });
