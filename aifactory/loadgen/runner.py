@@ -20,12 +20,11 @@ from aifactory.loadgen.collector import (
     RecordsCallback,
     WindowCallback,
 )
-from aifactory.loadgen.datasets import validate_dataset
 from aifactory.loadgen.datasets.tokens import TokenCounter
+from aifactory.loadgen.drivers import driver_for, preflight, resolve_backend
 from aifactory.loadgen.errors import ConfigError, LoadgenError
 from aifactory.loadgen.messages import WorkerReport, WorkerSpec
 from aifactory.loadgen.metrics.summary import summarize_run
-from aifactory.loadgen.preflight import preflight
 from aifactory.loadgen.progress import LiveProgress
 from aifactory.loadgen.results import BenchResult, assemble_result
 from aifactory.loadgen.scheduler import (
@@ -39,7 +38,7 @@ from aifactory.loadgen.scheduler import (
     synchronous_stage,
     throughput_stage,
 )
-from aifactory.loadgen.workers import ProcessWorkers, run_worker
+from aifactory.loadgen.workers import ProcessWorkers, prepared_worker
 from aifactory.shared.messages.base import utcnow
 from aifactory.shared.results import LoopKind, RunSummary
 from aifactory.shared.states import BenchState
@@ -89,10 +88,9 @@ async def _in_process(
     stop: asyncio.Event,
     token_counter: TokenCounter | None,
 ) -> list[WorkerReport]:
-    start_ns = time.perf_counter_ns() + _IN_PROCESS_LEAD_NS
-    report = await run_worker(
-        spec, CollectorSink(collector), stop, start_ns=start_ns, token_counter=token_counter
-    )
+    async with prepared_worker(spec, token_counter) as worker:
+        start_ns = time.perf_counter_ns() + _IN_PROCESS_LEAD_NS
+        report = await worker.run(CollectorSink(collector), stop, start_ns=start_ns)
     return [report]
 
 
@@ -121,9 +119,19 @@ async def _run_stage(
     cancelled = cancelled or stop.is_set() or any(r.cancelled for r in reports)
     collector.emit_window()
     state = BenchState.CANCELLED if cancelled else BenchState.COMPLETED
-    return summarize_run(
-        plan, collector.stage_records, reports, config.slo, state=state, targets=config.targets
+    run = summarize_run(
+        plan,
+        collector.stage_records,
+        reports,
+        config.slo,
+        state=state,
+        targets=config.targets,
+        top_k=config.vector.top_k if config.vector else None,
     )
+    if cancelled:
+        return run
+    backend = resolve_backend(config.backend)
+    return await driver_for(backend).after_stage(config, backend, run)
 
 
 async def run_benchmark(
@@ -143,7 +151,6 @@ async def run_benchmark(
     ``token_counter`` replaces the built-in estimate for responses without usage.
     """
     started_at = utcnow()
-    validate_dataset(config.dataset)
     resolved = await preflight(config)
     stop = stop_event or asyncio.Event()
     display = LiveProgress(enabled=progress)

@@ -27,9 +27,8 @@ from nats.errors import Error as NatsError
 from nats.js.api import DeliverPolicy
 
 from aifactory.loadgen.collector import Collector, RecordsCallback, WindowCallback
-from aifactory.loadgen.datasets import validate_dataset
+from aifactory.loadgen.drivers import preflight
 from aifactory.loadgen.errors import ConfigError
-from aifactory.loadgen.preflight import preflight
 from aifactory.loadgen.progress import LiveProgress
 from aifactory.loadgen.remote import protocol
 from aifactory.loadgen.remote.board import Board
@@ -83,7 +82,6 @@ async def run_remote_benchmark(
         raise ConfigError(f"benchmark id: {exc}") from exc
     t = timeouts or RemoteTimeouts()
     started_at = utcnow()
-    validate_dataset(config.dataset)
     resolved = await preflight(config)
     script = render_loadgen(
         resolved, benchmark_id=benchmark_id, settings=settings, executor=executor

@@ -247,6 +247,7 @@ class RemoteRun:
             self.config.slo,
             state=state,
             targets=self.config.targets,
+            top_k=self.config.vector.top_k if self.config.vector else None,
         )
 
     async def release(self, finished: bool) -> None:
