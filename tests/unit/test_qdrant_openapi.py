@@ -67,7 +67,7 @@ def test_a_misspelt_field_is_caught_by_the_strict_schema() -> None:
 
 
 def test_answers_from_the_document_parse() -> None:
-    created, info, upserted, searched, filtered = description_examples()
+    created, _info, upserted, searched, _filtered = description_examples()
     assert response_errors(POINTS, "put", upserted) == []
     Qdrant(VectorWorkload()).check_upsert(orjson.dumps(upserted))
     # The description's search answers list scored points; /points/query wraps them.
@@ -132,7 +132,7 @@ async def test_control_plane_requests_follow_the_document(
     api = Qdrant(VectorWorkload(collection="bench-1", distance="ip"))
     client = HttpClient("http://127.0.0.1:1", timeout_s=1)
     await api.create_collection(client, 4)
-    method, path, body = recorder.calls[-1]
+    _method, _path, body = recorder.calls[-1]
     assert request_errors(COLLECTION, "put", body) == []
     assert body == {"vectors": {"size": 4, "distance": "Dot"}}
     await api.drop_collection(client)

@@ -142,7 +142,7 @@ def test_bad_jsonl_names_the_line_and_field(tmp_path: Path, content: bytes, expe
 
 def test_bad_files_are_dataset_errors(tmp_path: Path) -> None:
     (tmp_path / "odd.fvecs").write_bytes(b"\x02\x00\x00\x00abc")
-    with pytest.raises(DatasetError, match="not an .fvecs file"):
+    with pytest.raises(DatasetError, match=r"not an \.fvecs file"):
         load_vectors(VectorDataset(format="fvecs", path=tmp_path / "odd.fvecs"))
     np.save(tmp_path / "small.npy", np.zeros((3, 2), dtype=np.float32))
     with pytest.raises(DatasetError, match="too few to hold 100 out"):
