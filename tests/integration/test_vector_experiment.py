@@ -25,9 +25,10 @@ def test_the_vector_db_example_runs_on_the_embedded_default(tmp_path: Path) -> N
     chroma = Path(sys.executable).with_name("chroma")
     need(chroma.exists() or shutil.which("chroma") is not None, "the `chroma` command")
     out = tmp_path / "results"
+    example = REPO / "examples" / "vector-db.yaml"
+    cli = [sys.executable, "-m", "aifactory.cli.main", "experiment", "run"]
     run = subprocess.run(
-        [sys.executable, "-m", "aifactory.cli.main", "experiment", "run"]
-        + [str(REPO / "examples" / "vector-db.yaml"), "--output-dir", str(out)],
+        [*cli, str(example), "--output-dir", str(out)],
         env=_env(tmp_path),
         capture_output=True,
         text=True,
