@@ -200,7 +200,8 @@ class RunSummary(BaseModel):
     endpoints: list[EndpointSummary] = Field(default_factory=list)
     operations: list[OperationSummary] = Field(
         default_factory=list,
-        description="Per operation (generate, search, upsert) of the measured requests.",
+        description="Per operation (search, upsert) of the measured requests; empty for a run "
+        "of LLM generations only, whose one operation is the run itself.",
     )
     bytes_sent: int = Field(0, description="Request bytes sent by measured requests.")
     bytes_received: int = Field(0, description="Response bytes received by measured requests.")

@@ -128,7 +128,12 @@ async def _run_stage(
         targets=config.targets,
         top_k=config.vector.top_k if config.vector else None,
     )
-    if cancelled:
+    return await settle(config, run)
+
+
+async def settle(config: BenchConfig, run: RunSummary) -> RunSummary:
+    """A completed stage with what only the server can add (a vector index's build time)."""
+    if run.state is not BenchState.COMPLETED:
         return run
     backend = resolve_backend(config.backend)
     return await driver_for(backend).after_stage(config, backend, run)

@@ -4,7 +4,8 @@ A mixed vector load interleaves cheap searches and heavy upserts; one latency di
 over both would describe neither. Each operation gets its own counts, failures by type,
 exact latency percentiles, throughput (over the run's duration, so the operations add up
 to the run's), goodput against the run's SLOs, bytes each way, recall@k (searches) and
-rows written (upserts). Computed from the same measured records as the run summary.
+rows written (upserts). Computed from the same measured records as the run summary, for
+runs with vector operations.
 """
 
 from __future__ import annotations
@@ -37,10 +38,17 @@ def operation_summaries(
     meets_slo: Callable[[RequestRecord, SloConfig], bool],
     top_k: int | None = None,
 ) -> list[OperationSummary]:
-    """One :class:`OperationSummary` per operation present, in :class:`Operation` order."""
+    """One :class:`OperationSummary` per operation present, in :class:`Operation` order.
+
+    Nothing for a run of LLM generations only: its one operation is the run itself, whose
+    figures the run summary already has (and a second pass over every record would only
+    cost time).
+    """
     by_op: dict[Operation, list[RequestRecord]] = {}
     for rec in measured:
         by_op.setdefault(rec.operation, []).append(rec)
+    if set(by_op) <= {Operation.GENERATE}:
+        return []
     out = []
     for op in Operation:
         mine = by_op.get(op)

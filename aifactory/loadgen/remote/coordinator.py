@@ -47,7 +47,7 @@ from aifactory.loadgen.remote.stages import (
 )
 from aifactory.loadgen.remote.topology import ensure_work_topology, purge_benchmark
 from aifactory.loadgen.results import BenchResult, assemble_result
-from aifactory.loadgen.runner import next_stage
+from aifactory.loadgen.runner import next_stage, settle
 from aifactory.shared.channel import subject_token
 from aifactory.shared.executors.base import Executor, ExecutorError
 from aifactory.shared.messages.base import utcnow
@@ -147,7 +147,7 @@ async def run_remote_benchmark(
         )
         if await run.wait_ready():
             while not stop_event.is_set() and (plan := next_stage(resolved, runs)) is not None:
-                runs.append(await run.run_stage(plan))
+                runs.append(await settle(resolved, await run.run_stage(plan)))
         finished = not stop_event.is_set()
     finally:
         ticker.cancel()
