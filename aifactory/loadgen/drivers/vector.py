@@ -43,13 +43,14 @@ INDEX_WAIT_S = 600.0
 _TRANSPORT_ERRORS = (OSError, TimeoutError, ConnectionLostError, HttpProtocolError)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=1)
 def _data(dataset_json: str) -> VectorData:
-    """Per process, each dataset is read once (sweep stages reuse it)."""
+    """Per process, a dataset is read once (sweep stages, workloads on the same data reuse
+    it); one at a time, as the client service lives on between benchmarks."""
     return load_vectors(VectorDataset.model_validate_json(dataset_json))
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)
 def _truth(dataset_json: str, workload_json: str) -> np.ndarray:
     return ground_truth(_data(dataset_json), VectorWorkload.model_validate_json(workload_json))
 
