@@ -128,6 +128,8 @@ def summary_table(runs: list[RunSummary]) -> Table:
         ("goodput /s", [_num(r.goodput, 2) for r in runs]),
     ]
     vector = operation_rows(runs)
+    if vector:
+        rows = [row for row in rows if row[0] != "output tokens /s"]
     for name in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "schedule_delay_ms"):
         if vector and name in ("ttft_ms", "tpot_ms", "itl_ms"):
             continue  # no tokens in vector operations

@@ -9,7 +9,7 @@ import pytest
 from aifactory.loadgen.backends import RequestKind, backend_class
 from aifactory.loadgen.backends.chroma import Chroma
 from aifactory.loadgen.errors import InvalidResponseError
-from aifactory.loadgen.metrics.operations import operation_summaries
+from aifactory.loadgen.metrics.operations import operation_csv, operation_summaries
 from aifactory.loadgen.metrics.records import RequestRecord, load_records
 from aifactory.loadgen.metrics.summary import meets_slo
 from aifactory.loadgen.vector.data import load_vectors
@@ -136,6 +136,13 @@ def test_operation_summaries_split_searches_and_upserts() -> None:
     assert upsert.rows == 200 and upsert.top_k is None and upsert.recall.count == 0
     assert upsert.rows_per_s == pytest.approx(200 / (0.5 - 0.3))  # first send, last response
     assert upsert.goodput == 0.5  # the 50 ms one; upserts have no recall to miss
+    columns = operation_csv([search, upsert])
+    assert columns["search_recall_mean"] == 0.75 and columns["upsert_rows"] == 200
+    assert columns["search_latency_ms_p50"] == 3.0 and columns["search_top_k"] == 10
+    # A run of LLM generations only has no breakdown: the run is its one operation.
+    assert (
+        operation_summaries([record(Operation.GENERATE, 0, e2e_ms=1.0)], 1.0, slo, meets_slo) == []
+    )
 
 
 def test_records_round_trip_with_their_vector_fields() -> None:

@@ -77,3 +77,23 @@ def operation_summaries(
             )
         )
     return out
+
+
+def operation_csv(operations: Sequence[OperationSummary]) -> dict[str, object]:
+    """Headline per-operation columns for ``summary.csv`` (``search_recall_mean``...)."""
+    row: dict[str, object] = {}
+    for o in operations:
+        name = o.operation.value
+        row[f"{name}_ok"] = o.requests_ok
+        row[f"{name}_failed"] = o.requests_failed
+        row[f"{name}_per_s"] = o.request_throughput
+        for stat in ("p50", "p90", "p99"):
+            row[f"{name}_latency_ms_{stat}"] = getattr(o.latency_ms, stat)
+        if o.operation is Operation.SEARCH:
+            row["search_top_k"] = o.top_k
+            for stat in ("mean", "min", "p5", "p50"):
+                row[f"search_recall_{stat}"] = getattr(o.recall, stat)
+        if o.operation is Operation.UPSERT:
+            row["upsert_rows"] = o.rows
+            row["upsert_rows_per_s"] = o.rows_per_s
+    return row
