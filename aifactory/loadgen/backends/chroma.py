@@ -98,7 +98,9 @@ class Chroma(VectorBackend, name="chroma"):
         self, first_row: int, vectors: np.ndarray, metadata: Sequence[Metadata]
     ) -> bytes:
         ids = [str(i) for i in range(first_row, first_row + len(vectors))]
-        body = {"ids": ids, "embeddings": vectors, "metadatas": metadata}
+        body: dict[str, Any] = {"ids": ids, "embeddings": vectors}
+        if any(metadata):  # rows without metadata go as null; none at all: no field
+            body["metadatas"] = [m or None for m in metadata]
         return orjson.dumps(body, option=JSON_OPTIONS)
 
     def search_ids(self, body: bytes) -> list[int]:
