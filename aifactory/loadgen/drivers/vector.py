@@ -178,8 +178,10 @@ class VectorDriver(Driver):
                         return run
                     if ready is None:
                         return run  # this database does not say (Chroma indexes as it writes)
-                    if ready or time.monotonic() - started > INDEX_WAIT_S:
+                    if ready:
                         break
+                    if time.monotonic() - started > INDEX_WAIT_S:
+                        return run  # not built in time: no figure rather than a wrong one
                     await asyncio.sleep(0.2)
         return run.model_copy(update={"index_ready_s": time.monotonic() - started})
 
