@@ -208,7 +208,8 @@ class RunSummary(BaseModel):
     index_ready_s: float | None = Field(
         default=None,
         description="Vector ingest: seconds from the last upsert's response until the server "
-        "reported its index built (null: nothing to wait for, or not reported).",
+        "reported its index built (null: nothing to wait for, not reported, or not built "
+        "within 10 minutes).",
     )
 
 
