@@ -18,10 +18,9 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,6 +30,7 @@ from aifactory.shared.credentials import ensure_credentials, private_dir
 from aifactory.shared.executors.base import ExecutorError
 from aifactory.shared.executors.factory import make_executor
 from aifactory.shared.natsd import EmbeddedNats
+from aifactory.shared.parts import StackParts, remove_parts, write_parts
 from aifactory.shared.settings import Settings
 from aifactory.shared.stackfile import (
     StackInfo,
@@ -40,27 +40,27 @@ from aifactory.shared.stackfile import (
     user_ports,
     write_stack,
 )
+from aifactory.supervise import Backoff, NatsPart, Part, PartStartError, ServicePart, tail
 
 log = logging.getLogger(__name__)
 
-#: Services that exist as runnable modules (monitor and logs are not built yet).
-SERVICE_MODULES = ("aifactory.services.server", "aifactory.services.client")
+#: Services that exist as runnable modules.
+SERVICE_MODULES = (
+    "aifactory.services.server",
+    "aifactory.services.client",
+    "aifactory.services.monitor",
+    "aifactory.services.logs",
+)
 
 
 class StackError(RuntimeError):
     """The stack could not start; the message says what is in the way."""
 
 
-@dataclass
-class Child:
-    module: str
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    restarts: list[float] = field(default_factory=list)
-
-
 #: The ports a stack needs, in the order they are taken from the user's block.
 PORT_NAMES = ("nats", "ingress", "client", "monitor", "logs")
+#: ``--with-prometheus``: a supervised Prometheus on the monitor's targets (one more port).
+PROMETHEUS_MODULE = "aifactory.monitor.prometheus"
 
 
 class Stack:
@@ -70,12 +70,20 @@ class Stack:
         *,
         modules: tuple[str, ...] = SERVICE_MODULES,
         insecure_loopback: bool = False,
+        on_note: Callable[[str], None] | None = None,
+        with_prometheus: bool = False,
     ) -> None:
+        """``on_note``: told when a part dies or restarts (``aifactory up`` prints it)."""
         self.settings = settings
+        self.on_note = on_note
+        if with_prometheus:
+            modules = (*modules, PROMETHEUS_MODULE)
         self.modules = tuple(m for m in modules if _module_exists(m))
+        self.with_prometheus = with_prometheus
         self.insecure_loopback = insecure_loopback or settings.insecure_loopback
         self.nats: EmbeddedNats | None = None
-        self.children: list[Child] = []
+        self.nats_part: NatsPart | None = None
+        self.children: list[ServicePart] = []
         self.log_dir = settings.state_dir / "logs"
         self.ports: dict[str, int] = {}
         self.info: StackInfo | None = None
@@ -106,7 +114,13 @@ class Stack:
             port=self.ports["nats"],
             user=credentials.nats_user,
             password=credentials.nats_password.get_secret_value(),
-        ).start()
+            store_key=credentials.store_key.get_secret_value() if credentials.store_key else None,
+        )
+        self.nats_part = NatsPart("nats", self.nats.log_path, self._backoff(), nats=self.nats)
+        try:
+            self.nats_part.start()
+        except PartStartError as exc:
+            raise StackError(f"the embedded NATS did not start: {exc}") from exc
         self.info = StackInfo(
             pid=os.getpid(),
             uid=os.getuid(),
@@ -116,19 +130,27 @@ class Stack:
             client_url=self.url("client"),
             monitor_url=self.url("monitor"),
             logs_url=self.url("logs"),
+            prometheus_url=self.url("prometheus") if self.with_prometheus else None,
             insecure_loopback=self.insecure_loopback,
         )
         write_stack(state_dir, self.info)
         try:
             for module in self.modules:
-                child = Child(module, self.log_dir / f"{module.rsplit('.', 1)[-1]}.log")
-                self._spawn(child)
+                name = module.rsplit(".", 1)[-1]
+                log_path = self.log_dir / f"{name}.log"
+                child = ServicePart(name, log_path, self._backoff(), module=module, env=self._env)
+                child.start()
                 self.children.append(child)
+            self.write_parts()
             self.wait_healthy()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _backoff(self) -> Backoff:
+        s = self.settings
+        return Backoff(first=s.restart_backoff, cap=max(s.restart_backoff, s.restart_backoff_max))
 
     def _choose_ports(self) -> dict[str, int]:
         """Explicit settings win (and must be free); the rest come from the user's block."""
@@ -146,8 +168,11 @@ class Stack:
                     f"port {port} ({name}) is taken by another program or stack: "
                     f"change or unset AIFACTORY_{variable}"
                 )
-        chosen = iter(user_ports(len(PORT_NAMES)))
-        ports = {name: explicit.get(name) or next(chosen) for name in PORT_NAMES}
+        names = (*PORT_NAMES, "prometheus") if self.with_prometheus else PORT_NAMES
+        if self.with_prometheus and s.monitor.prometheus_port:
+            explicit["prometheus"] = s.monitor.prometheus_port
+        chosen = iter(user_ports(len(names)))
+        ports = {name: explicit.get(name) or next(chosen) for name in names}
         taken = sorted(p for p in ports.values() if list(ports.values()).count(p) > 1)
         if taken:
             raise StackError(f"port {taken[0]} is set for two parts of the stack")
@@ -163,19 +188,11 @@ class Stack:
         env = {**os.environ, "PATH": path, "AIFACTORY_NATS_URL": self.nats_url}
         for name in PORT_NAMES[1:]:
             env[f"AIFACTORY_{name.upper()}_PORT"] = str(self.ports[name])
+        if "prometheus" in self.ports:
+            env["AIFACTORY_MONITOR__PROMETHEUS_PORT"] = str(self.ports["prometheus"])
         if self.insecure_loopback:
             env["AIFACTORY_INSECURE_LOOPBACK"] = "true"
         return env
-
-    def _spawn(self, child: Child) -> None:
-        with child.log_path.open("ab") as out:
-            child.proc = subprocess.Popen(
-                [sys.executable, "-m", child.module],
-                env=self._env(),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
 
     def health_urls(self) -> dict[str, str]:
         names = {
@@ -184,43 +201,50 @@ class Stack:
             "aifactory.services.monitor": "monitor",
             "aifactory.services.logs": "logs",
         }
-        return {
+        urls = {
             m: f"http://127.0.0.1:{self.ports[names[m]]}/health" for m in self.modules if m in names
         }
+        if PROMETHEUS_MODULE in self.modules:
+            urls[PROMETHEUS_MODULE] = f"http://127.0.0.1:{self.ports['prometheus']}/-/ready"
+        return urls
+
+    @property
+    def parts(self) -> list[Part]:
+        return [*([self.nats_part] if self.nats_part else []), *self.children]
+
+    def write_parts(self) -> None:
+        status = StackParts(supervisor_pid=os.getpid(), parts=[p.status() for p in self.parts])
+        write_parts(self.settings.state_dir, status)
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Until every service answers ``/health``, restarting what dies meanwhile (a part
+        killed while the stack starts is restarted, not a reason to give up)."""
         deadline = time.monotonic() + timeout
         pending = dict(self.health_urls())
         while pending and time.monotonic() < deadline:
-            for child in self.children:
-                if child.proc is not None and child.proc.poll() is not None:
-                    raise StackError(
-                        f"{child.module} exited with code {child.proc.returncode}; "
-                        f"see {child.log_path}:\n{_tail(child.log_path)}"
-                    )
+            self.supervise_once()
             for module, url in list(pending.items()):
                 with contextlib.suppress(httpx.HTTPError):
                     if httpx.get(url, timeout=0.5).status_code == 200:
                         del pending[module]
             time.sleep(0.1)
         if pending:
-            raise StackError(f"not healthy after {timeout:g}s: {', '.join(pending)}")
+            failing = [c for c in self.children if c.module in pending]
+            tails = "\n".join(f"{c.log_path}:\n{tail(c.log_path)}" for c in failing)
+            raise StackError(f"not healthy after {timeout:g}s: {', '.join(pending)}\n{tails}")
 
-    def supervise_once(self, max_restarts_per_minute: int = 5) -> list[str]:
-        """Restart children that died; returns messages for the user."""
-        notes = []
+    def supervise_once(self) -> list[str]:
+        """Restart what died, when its back-off allows; lines for the user. Never raises
+        for a crash loop: the rest of the stack keeps running."""
         now = time.monotonic()
-        for child in self.children:
-            if child.proc is None or child.proc.poll() is None:
-                continue
-            child.restarts = [t for t in child.restarts if now - t < 60] + [now]
-            if len(child.restarts) > max_restarts_per_minute:
-                raise StackError(
-                    f"{child.module} keeps dying (exit {child.proc.returncode}); "
-                    f"see {child.log_path}:\n{_tail(child.log_path)}"
-                )
-            notes.append(f"{child.module} exited ({child.proc.returncode}); restarting")
-            self._spawn(child)
+        notes = [note for part in self.parts if (note := part.supervise(now)) is not None]
+        if notes:
+            self.write_parts()
+            for note in notes:
+                if self.on_note is not None:
+                    self.on_note(note)
+                else:
+                    log.warning("%s", note)
         return notes
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -229,22 +253,16 @@ class Stack:
         except (ExecutorError, OSError) as exc:
             log.warning("could not stop the executor's jobs: %s", exc)
         for child in self.children:
-            if child.proc is not None and child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
+            child.signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for child in self.children:
-            if child.proc is None:
-                continue
-            try:
-                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in %ss; killing it", child.module, timeout)
-                child.proc.kill()
-                child.proc.wait()
+            child.wait(deadline - time.monotonic())
         self.children.clear()
-        if self.nats is not None:
-            self.nats.stop()
-            self.nats = None
+        if self.nats_part is not None:
+            self.nats_part.terminate(timeout)
+            self.nats_part = None
+        self.nats = None
+        remove_parts(self.settings.state_dir)
         if self.info is not None:
             remove_stack(self.settings.state_dir, self.info.pid)
             self.info = None
@@ -260,10 +278,3 @@ def _module_exists(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(f"{module}.__main__") is not None
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"

@@ -177,7 +177,10 @@ class ServerProcess:
             "AIFACTORY_INGRESS_PORT": str(self.port),
             **(env or {}),
         }
-        self.env.pop("AIFACTORY_API_TOKEN", None)  # loopback bind, no token: plain requests
+        # Loopback bind without a token, so the benchmark's requests stay plain ones: the
+        # ingress refuses to start tokenless unless told this is a loopback demo.
+        self.env.pop("AIFACTORY_API_TOKEN", None)
+        self.env["AIFACTORY_INSECURE_LOOPBACK"] = "true"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> ServerProcess:

@@ -80,3 +80,39 @@ def endpoints(connection: JobConnection, host_for: Callable[[str], str]) -> list
             )
         )
     return out
+
+
+#: ``exporters-<node index>.json``: one per node of the job, written by ``_exporters.sh.j2``.
+EXPORTERS_FILE = "exporters-{index}.json"
+
+
+class NodeExporters(StrictModel):
+    """The metrics exporters the job started (or found) on one of its nodes.
+
+    Named by the node's index in the allocation (``SLURM_NODEID``), not its host name, so a
+    reader knows every file name from the job's node count alone (no directory listing,
+    which a remote executor may not offer) and maps it onto the scheduler's node list, the
+    same names endpoints are built from.
+    """
+
+    node_index: int = Field(ge=0, description="Position of the node in the allocation.")
+    host: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$", description="Its short host name."
+    )
+    node_exporter_port: int | None = Field(
+        default=None, ge=1, le=65535, description="prometheus-node-exporter, if running."
+    )
+    dcgm_exporter_port: int | None = Field(
+        default=None, ge=1, le=65535, description="dcgm-exporter, if the node has GPUs."
+    )
+
+
+def exporters_path(workdir: Path, index: int) -> Path:
+    return workdir / EXPORTERS_FILE.format(index=index)
+
+
+def parse_exporters(text: str, *, source: str = "exporters file") -> NodeExporters:
+    try:
+        return NodeExporters.model_validate_json(text)
+    except ValidationError as exc:
+        raise ConnectionFileError(f"{source}: {exc}") from exc

@@ -4,9 +4,14 @@ On a login node shared by hundreds of users, a bus or an ingress without credent
 way to submit jobs (and spend allocation hours) as someone else. ``aifactory up`` therefore
 generates, once, in the user's state directory (mode 0700):
 
-- ``credentials.json`` (mode 0600): the NATS user and password of the embedded server, and
-  the ingress API token;
-- ``nats.conf`` (mode 0600): the embedded server's configuration with that user.
+- ``credentials.json`` (mode 0600): the NATS user and password of the embedded server, the
+  ingress API token, and the key the embedded server encrypts its JetStream store with;
+- ``nats.conf`` (mode 0600): the embedded server's configuration with that user and key.
+
+The store is encrypted because commands carry secrets (a benchmark target's API key travels
+in ``bench.requested``) and JetStream keeps them on disk for days: encrypted, no plaintext
+copy exists outside these two files. Deleting ``credentials.json`` therefore also makes the
+old store unreadable; the embedded server says so when it starts.
 
 Services, the CLI and the web page read them from there, so a single user never types them;
 they never appear on a command line, in a rendered script or in a log.
@@ -36,16 +41,19 @@ class StackCredentials(StrictModel):
     nats_user: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     nats_password: SecretStr
     api_token: SecretStr
+    #: JetStream encryption key of the embedded server; ``None`` in files made before it
+    #: existed (:func:`ensure_credentials` adds one, and the server encrypts the old store).
+    store_key: SecretStr | None = None
 
     def dump(self) -> str:
-        return json.dumps(
-            {
-                "nats_user": self.nats_user,
-                "nats_password": self.nats_password.get_secret_value(),
-                "api_token": self.api_token.get_secret_value(),
-            },
-            indent=2,
-        )
+        data = {
+            "nats_user": self.nats_user,
+            "nats_password": self.nats_password.get_secret_value(),
+            "api_token": self.api_token.get_secret_value(),
+        }
+        if self.store_key is not None:
+            data["store_key"] = self.store_key.get_secret_value()
+        return json.dumps(data, indent=2)
 
 
 def private_dir(path: Path) -> Path:
@@ -104,15 +112,21 @@ def load_credentials(state_dir: Path) -> StackCredentials | None:
 
 
 def ensure_credentials(state_dir: Path) -> StackCredentials:
-    """The stack's credentials, generated at first start."""
+    """The stack's credentials, generated at first start (a store key added to older ones)."""
     private_dir(state_dir)
     found = load_credentials(state_dir)
-    if found is not None:
+    if found is not None and found.store_key is not None:
         return found
-    made = StackCredentials(
-        nats_user=f"aif-{os.getuid()}",
-        nats_password=SecretStr(secrets.token_urlsafe(32)),
-        api_token=SecretStr(secrets.token_urlsafe(32)),
+    store_key = SecretStr(secrets.token_urlsafe(32))
+    made = (
+        found.model_copy(update={"store_key": store_key})
+        if found is not None
+        else StackCredentials(
+            nats_user=f"aif-{os.getuid()}",
+            nats_password=SecretStr(secrets.token_urlsafe(32)),
+            api_token=SecretStr(secrets.token_urlsafe(32)),
+            store_key=store_key,
+        )
     )
     write_private(credentials_path(state_dir), made.dump())
     return made

@@ -71,12 +71,16 @@ class EmbeddedNats:
         startup_timeout: float = 15.0,
         user: str | None = None,
         password: str | None = None,
+        store_key: str | None = None,
     ) -> None:
-        """``user``/``password``: every client must present them (a config file, mode
-        0600, carries them to the server: never its command line)."""
+        """``user``/``password``: every client must present them; ``store_key``: JetStream
+        encrypts its store with it (ChaCha20-Poly1305), so the secrets some messages carry
+        are never on disk in clear. A config file, mode 0600, carries both to the server:
+        never its command line."""
         self.data_dir = data_dir
         self.user = user
         self.password = password
+        self.store_key = store_key
         self.host = host
         self.port = port or free_port(host)
         self.monitor_port = free_port(host)
@@ -92,10 +96,14 @@ class EmbeddedNats:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    def exit_code(self) -> int | None:
+        """How the server ended; ``None`` while it runs (or was never started)."""
+        return self._proc.poll() if self._proc is not None else None
+
     def start(self) -> EmbeddedNats:
         binary = find_nats_server()
         private_dir(self.data_dir)
-        argv = [str(binary), *self._auth_config()]
+        argv = [str(binary), *self._config()]
         argv += [
             "--jetstream",
             "--store_dir",
@@ -111,6 +119,7 @@ class EmbeddedNats:
             "--log",
             str(self.log_path),
         ]
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -118,21 +127,50 @@ class EmbeddedNats:
             stderr=subprocess.DEVNULL,
         )
         self._wait_ready()
+        self._check_store_key(log_start)
         return self
 
-    def _auth_config(self) -> list[str]:
-        if self.user is None:
+    def _config(self) -> list[str]:
+        """The 0600 config file with the user and the store key, if there are any."""
+        url_safe = r"[A-Za-z0-9_-]{16,256}"
+        parts = []
+        if self.user is not None:
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.user) or not re.fullmatch(
+                url_safe, self.password or ""
+            ):
+                raise NatsServerError("embedded NATS credentials must be URL-safe tokens")
+            parts.append(
+                f'authorization {{\n  user: "{self.user}"\n  password: "{self.password}"\n}}\n'
+            )
+        if self.store_key is not None:
+            if not re.fullmatch(url_safe, self.store_key):
+                raise NatsServerError("the JetStream store key must be a URL-safe token")
+            parts.append(f'jetstream {{\n  cipher: chachapoly\n  key: "{self.store_key}"\n}}\n')
+        if not parts:
             return []
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.user) or not re.fullmatch(
-            r"[A-Za-z0-9_-]{16,256}", self.password or ""
-        ):
-            raise NatsServerError("embedded NATS credentials must be URL-safe tokens")
         config = self.data_dir / "nats.conf"
-        write_private(
-            config,
-            f'authorization {{\n  user: "{self.user}"\n  password: "{self.password}"\n}}\n',
-        )
+        write_private(config, "".join(parts))
         return ["--config", str(config)]
+
+    def _check_store_key(self, log_start: int) -> None:
+        """A store encrypted with another key starts "healthy" but without its streams,
+        and every later create fails: say what happened instead (nothing is lost yet)."""
+        if self.store_key is None:
+            return
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(log_start)
+                written = fh.read().decode(errors="replace")
+        except OSError:
+            return
+        if "Error decrypting" in written:
+            self.stop()
+            raise NatsServerError(
+                f"the JetStream store {self.data_dir / 'jetstream'} was encrypted with another "
+                "key than the one in credentials.json (was that file replaced?), so its "
+                "commands and registries cannot be read. Put the old credentials.json back, "
+                "or move the store away to start with an empty one."
+            )
 
     def _wait_ready(self) -> None:
         """Ready means JetStream answers, not merely that the port is open."""

@@ -43,6 +43,25 @@ class StateChange(BaseModel):
     at: datetime = Field(default_factory=utcnow)
 
 
+class AlertNote(BaseModel):
+    """A failure pattern the logs service found in the job's output (``logs.<id>.alert``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pattern: str
+    summary: str
+    stream: str
+    line: int
+    at: datetime = Field(default_factory=utcnow)
+
+    def text(self) -> str:
+        return f"{self.pattern} ({self.stream} line {self.line}): {self.summary}"
+
+
+#: Alerts kept on a service record, newest last (the stream keeps every one).
+MAX_ALERT_NOTES = 20
+
+
 class ServiceRecord(BaseModel):
     """What the registry knows of one deployed service."""
 
@@ -64,6 +83,8 @@ class ServiceRecord(BaseModel):
     workdir: str
     script_path: str | None = None
     output_path: str | None = None
+    #: The job's stderr file; ``None`` for jobs whose stderr joins ``output_path``.
+    error_path: str | None = None
     #: The validated recipe after overrides, kept so the service can be understood (and
     #: re-resolved) even if the recipe file changes later.
     spec: Recipe | None = None
@@ -76,6 +97,36 @@ class ServiceRecord(BaseModel):
     ended: datetime | None = None
     #: Every service-state change, oldest first: the answer to "what happened to it?".
     history: list[StateChange] = Field(default_factory=list)
+    #: Failure patterns found in the job's output, newest last (at most MAX_ALERT_NOTES).
+    alerts: list[AlertNote] = Field(default_factory=list)
+
+    def reason_with(self, own: str | None) -> str | None:
+        """The reason to show: the scheduler's (or health check's) own, then the latest log
+        alert if any, so an alert is not wiped by the next poll and the scheduler's word is
+        not hidden by it."""
+        parts = [own, self.alerts[-1].text() if self.alerts else None]
+        return "; ".join(p for p in parts if p) or None
+
+    def own_reason(self) -> str | None:
+        """``reason`` without the alert part :meth:`reason_with` added."""
+        if not self.alerts or self.reason is None:
+            return self.reason
+        tail = self.alerts[-1].text()
+        if self.reason == tail:
+            return None
+        return self.reason.removesuffix(f"; {tail}")
+
+    def add_alert(self, note: AlertNote) -> bool:
+        """Record an alert (once: a redelivered one changes nothing); the reason shows it."""
+        if any(
+            (a.pattern, a.stream, a.line) == (note.pattern, note.stream, note.line)
+            for a in self.alerts
+        ):
+            return False
+        own = self.own_reason()
+        self.alerts = [*self.alerts, note][-MAX_ALERT_NOTES:]
+        self.reason = self.reason_with(own)
+        return True
 
     def set_state(self, state: ServiceState) -> None:
         if not self.history or self.history[-1].state is not state:
@@ -89,16 +140,21 @@ class TargetNotReady(LookupError):
     """A benchmark aimed at a service that does not exist or is not running."""
 
 
-def service_urls(service_id: str, record: ServiceRecord | None) -> list[str]:
+def service_urls(
+    service_id: str, record: ServiceRecord | None, *, from_cluster: bool = False
+) -> list[str]:
     """The base URLs a benchmark of ``service_id`` loads: every endpoint, once it runs.
 
     The one rule for turning a service id into a target, for the CLI and the client service.
+    Load sent from this machine goes through the tunnels when there are some
+    (``Endpoint.reachable_url``); load sent from compute nodes (``from_cluster``: remote
+    workers) uses the cluster's URLs.
     """
     if record is None:
         raise TargetNotReady(f"no service {service_id!r} (aifactory services ls)")
     if record.state is not ServiceState.RUNNING or not record.endpoints:
         raise TargetNotReady(f"service {service_id} is {record.state.value}, not running")
-    return [e.url for e in record.endpoints]
+    return [e.url if from_cluster else e.reachable_url for e in record.endpoints]
 
 
 class BenchmarkRecord(BaseModel):
@@ -111,6 +167,10 @@ class BenchmarkRecord(BaseModel):
     state: BenchState = BenchState.PENDING
     target: BenchTarget
     target_url: str | None = None
+    #: Every endpoint loaded (a service with several replicas has several).
+    target_urls: list[str] = Field(default_factory=list)
+    #: When the load started (an interrupted run's summary starts here).
+    started: datetime | None = None
     workload: Workload
     reason: str | None = None
     results_dir: str | None = None

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, field_serializer
 
 from aifactory.shared.states import BenchState
 from aifactory.shared.workload import BenchConfig, SloConfig
@@ -144,6 +144,43 @@ class OperationSummary(BaseModel):
     )
 
 
+class ServerAggregates(BaseModel):
+    """The server's and the GPUs' side of one run, from the monitor's samples of its window.
+
+    Means are over every scrape in the window (and every GPU); token counts are the
+    server's counters from the last scrape before the run to the first after it, so they
+    include warmup and failed requests like the client's sums beside them (all requests of
+    the run that completed). ``None`` where the service exposes no such series.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    window_start: datetime = Field(description="First request sent (UTC).")
+    window_end: datetime = Field(description="Last response received (UTC).")
+    scrapes: int = Field(description="Successful scrapes of the service's targets in it.")
+    failed_scrapes: int = 0
+    gpus: int = Field(0, description="GPUs seen (DCGM series).")
+    gpu_util_mean: float | None = Field(None, description="DCGM_FI_DEV_GPU_UTIL, percent.")
+    gpu_util_max: float | None = None
+    gpu_memory_used_max_mib: float | None = Field(None, description="DCGM_FI_DEV_FB_USED.")
+    gpu_power_mean_w: float | None = Field(None, description="DCGM_FI_DEV_POWER_USAGE.")
+    kv_cache_usage_max: float | None = Field(
+        None, description="Peak vllm:kv_cache_usage_perc (1 = full)."
+    )
+    requests_running_mean: float | None = Field(None, description="vllm:num_requests_running.")
+    requests_waiting_mean: float | None = Field(None, description="vllm:num_requests_waiting.")
+    server_prompt_tokens: float | None = Field(None, description="vllm:prompt_tokens_total.")
+    server_generation_tokens: float | None = Field(
+        None, description="vllm:generation_tokens_total."
+    )
+    client_prompt_tokens: int | None = Field(None, description="Sum of the records' prompts.")
+    client_output_tokens: int | None = Field(None, description="Sum of the records' outputs.")
+    node_cpu_util_mean: float | None = Field(None, description="Busy fraction of node CPUs.")
+    node_memory_used_max_bytes: float | None = Field(
+        None, description="MemTotal - MemAvailable, the peak over the nodes."
+    )
+
+
 class RunSummary(BaseModel):
     """One run (or one sweep stage). Rates are per second; latencies in milliseconds."""
 
@@ -151,6 +188,8 @@ class RunSummary(BaseModel):
 
     run_index: int
     label: str
+    #: When the run's clock started (wall clock; record times count from it).
+    started_at: datetime | None = None
     loop: LoopKind
     requested_rate: float | None = None
     concurrency: int | None = None
@@ -211,6 +250,8 @@ class RunSummary(BaseModel):
         "reported its index built (null: nothing to wait for, not reported, or not built "
         "within 10 minutes).",
     )
+    #: The server's side of the run (monitor samples), when the target is a service.
+    server: ServerAggregates | None = None
 
 
 class BenchSummary(BaseModel):
@@ -227,6 +268,13 @@ class BenchSummary(BaseModel):
     started_at: datetime
     finished_at: datetime
     runs: list[RunSummary]
+
+    @field_serializer("config")
+    def _config_without_key(self, config: BenchConfig, info: SerializationInfo) -> Any:
+        """A summary says how a run was made, never with which key: its config is dumped
+        without the wire context, so the API key stays masked even in ``bench.completed``
+        (which every consumer receives and the events stream keeps on disk)."""
+        return config.model_dump(mode=info.mode, by_alias=info.by_alias)
 
 
 class WindowStats(BaseModel):
@@ -247,6 +295,8 @@ class WindowStats(BaseModel):
     window_errors: int
     request_rate: float  # completions per second in the window
     output_token_rate: float
+    #: Window percentiles come from a DDSketch: within 1 % (relative) of the exact value.
+    #: The final statistics are exact, from every record on disk.
     ttft_p50_ms: float | None = None
     ttft_p99_ms: float | None = None
     e2el_p50_ms: float | None = None

@@ -38,6 +38,8 @@ class StackInfo(StrictModel):
     client_url: str
     monitor_url: str | None = None
     logs_url: str | None = None
+    #: ``aifactory up --with-prometheus``: where Prometheus answers.
+    prometheus_url: str | None = None
     #: The ingress answers without a token on loopback (``--insecure-loopback``, demos only).
     insecure_loopback: bool = False
 
@@ -65,12 +67,13 @@ def read_stack(state_dir: Path, *, alive_only: bool = True) -> StackInfo | None:
         info = StackInfo.model_validate_json(path.read_text())
     except (FileNotFoundError, ValidationError):
         return None
-    if alive_only and not _alive(info.pid):
+    if alive_only and not process_alive(info.pid):
         return None
     return info
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process of this user."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -85,10 +85,13 @@ class BenchState(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: Its process died mid-run (``kill -9``, node loss): the records received so far are
+    #: kept and summarised; it is not re-run (that would load the target twice).
+    INTERRUPTED = "interrupted"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (BenchState.COMPLETED, BenchState.FAILED, BenchState.CANCELLED)
+        return self is not BenchState.PENDING and self is not BenchState.RUNNING
 
 
 def service_state_for(job: JobState, *, healthy: bool) -> ServiceState:

@@ -22,6 +22,11 @@ from aifactory.shared.messages import (
     DeployCancel,
     DeployRequested,
     JobEvent,
+    LogAlert,
+    LogEof,
+    LogLines,
+    LogStream,
+    MonitorSamples,
     ServiceReady,
     ServiceUnhealthy,
 )
@@ -33,8 +38,15 @@ __all__ = ["Channel", "subject_token"]
 COMMANDS_STREAM: Final = "AIF_COMMANDS"
 EVENTS_STREAM: Final = "AIF_EVENTS"
 DEADLETTER_STREAM: Final = "AIF_DEADLETTER"
+LOGS_STREAM: Final = "AIF_LOGS"
 SERVICES_BUCKET: Final = "aif_services"
 BENCHMARKS_BUCKET: Final = "aif_benchmarks"
+#: The logs service's read positions, one key per followed file (``<service_id>.<stream>``).
+LOGS_BUCKET: Final = "aif_logs"
+#: Scrapes kept for reading windows back (benchmarks, late viewers); limited in age and size.
+MONITOR_STREAM: Final = "AIF_MONITOR"
+#: The monitor's targets per service: what the ingress serves as Prometheus HTTP SD.
+TARGETS_BUCKET: Final = "aif_targets"
 
 C = Component
 REQUESTERS = {C.INGRESS, C.CLI}
@@ -160,6 +172,16 @@ BENCH_FAILED = channel(
     stream=EVENTS_STREAM,
     about="The benchmark could not run; reason inside.",
 )
+MONITOR_SAMPLES = channel(
+    "monitor.samples.{service_id}",
+    MonitorSamples,
+    Kind.EVENT,
+    by={C.MONITOR},
+    to={C.CLIENT, C.CLI},
+    stream=MONITOR_STREAM,
+    about="One scrape of one of the service's targets (its server, a node exporter, a DCGM "
+    "exporter): the kept samples, or up=false and the reason.",
+)
 DEADLETTER = channel(
     "deadletter.{subject}",
     DeadLetter,
@@ -169,6 +191,44 @@ DEADLETTER = channel(
     stream=DEADLETTER_STREAM,
     tail="subject",
     about="A message a consumer could not accept, with the reason and the body.",
+)
+
+# -- job output (the logs service): lines, the end of a job's output, alerts ---------------
+# All three share the ``logs.<service_id>.*`` space, so one ordered consumer on it reads a
+# job's lines, alerts and end in the order they were published. (The alert subject is
+# ``logs.<id>.alert`` rather than ``logs.alert.<id>``: JetStream refuses overlapping
+# subjects, and ``logs.alert.out`` would be both service "alert"'s stdout and an alert.)
+
+LOGS = channel(
+    "logs.{service_id}.{stream}",
+    LogLines,
+    Kind.EVENT,
+    by={C.LOGS},
+    to={C.INGRESS, C.CLI},
+    stream=LOGS_STREAM,
+    enums={"stream": tuple(s.value for s in LogStream)},
+    about="A batch of lines of a job's stdout (out) or stderr (err), with its file "
+    "identity, byte offset and first line number; kept with age and size limits.",
+)
+LOGS_EOF = channel(
+    "logs.{service_id}.eof",
+    LogEof,
+    Kind.EVENT,
+    by={C.LOGS},
+    to={C.INGRESS, C.CLI},
+    stream=LOGS_STREAM,
+    about="The job ended and every line of its output is published.",
+)
+LOG_ALERT = channel(
+    "logs.{service_id}.alert",
+    LogAlert,
+    Kind.EVENT,
+    by={C.LOGS},
+    to={C.SERVER, C.INGRESS, C.CLI},
+    stream=LOGS_STREAM,
+    about="A failure pattern (traceback, CUDA OOM, NCCL error, slurmstepd error, OOM kill, "
+    "Apptainer pull failure) at a line of a job's output; the server shows it as the "
+    "service's reason.",
 )
 
 #: Every channel of the services' bus, in catalogue order.
@@ -184,7 +244,11 @@ CHANNELS: Final[tuple[Channel, ...]] = (
     BENCH_METRICS,
     BENCH_COMPLETED,
     BENCH_FAILED,
+    MONITOR_SAMPLES,
     DEADLETTER,
+    LOGS,
+    LOGS_EOF,
+    LOG_ALERT,
 )
 
 
@@ -194,5 +258,18 @@ def job_event(state: JobState) -> str:
 
 
 def stream_subjects(stream: str, channels: tuple[Channel, ...] = CHANNELS) -> list[str]:
-    """The subjects a stream stores: the filters of the channels declared on it."""
-    return [c.filter for c in channels if c.stream == stream]
+    """The subjects a stream stores: the filters of the channels declared on it, less those
+    another one already covers (JetStream refuses overlapping subjects in a stream)."""
+    filters = list(dict.fromkeys(c.filter for c in channels if c.stream == stream))
+    return [f for f in filters if not any(o != f and subject_covers(o, f) for o in filters)]
+
+
+def subject_covers(wide: str, narrow: str) -> bool:
+    """Does the NATS filter ``wide`` match every subject ``narrow`` matches?"""
+    w, n = wide.split("."), narrow.split(".")
+    for i, part in enumerate(w):
+        if part == ">":
+            return len(n) > i
+        if i >= len(n) or n[i] == ">" or (part != "*" and (part != n[i] or n[i] == "*")):
+            return False
+    return len(w) == len(n)

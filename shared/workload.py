@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import Field, JsonValue, model_validator
+from pydantic import ConfigDict, Field, JsonValue, model_validator
 
 from aifactory.shared.strict import StrictModel, WireSecret
 from aifactory.shared.vectors import VectorMode, VectorWorkload
@@ -122,6 +122,12 @@ class Workload(StrictModel):
     comes first; warmup comes on top and is excluded from the statistics. ``max_seconds`` is
     a hard bound on the whole run whatever else is set.
     """
+
+    #: The one cross-field rule a JSON schema states plainly (clients and contract testers
+    #: read it); the others are in ``_consistent`` and answer 422 naming the field.
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [{"required": ["duration_s"]}, {"required": ["requests"]}]}
+    )
 
     #: The API the target speaks: a registered load-generator backend (``openai_completions``,
     #: ``openai_chat``, ``ollama_generate``, ``chroma``, ``qdrant``, or a plugin's); checked

@@ -3,7 +3,7 @@
 ``bench run`` builds a :class:`BenchConfig` from its options (every check happens there, so
 the CLI and a ``bench.requested`` workload are validated the same way), runs
 :func:`run_benchmark`, prints a summary table and writes ``summary.json``, ``summary.csv``
-and ``records.jsonl`` under ``--out``. Ctrl-C stops the load gracefully: partial results are
+and ``records.parquet`` under ``--out``. Ctrl-C stops the load gracefully: partial results are
 still written, marked ``cancelled``. ``bench_app`` is module-level so that other commands
 (``bench report``) can be added to the same group.
 """
@@ -37,6 +37,7 @@ from aifactory.loadgen import (
     write_results,
 )
 from aifactory.loadgen.backends import RequestKind, backend_class
+from aifactory.loadgen.results import RECORDS_FILE, export_records
 from aifactory.report import ReportError
 from aifactory.report.cli import report_command
 from aifactory.shared.messages.base import ID_PATTERN
@@ -142,12 +143,12 @@ def summary_table(runs: list[RunSummary]) -> Table:
     return table
 
 
-async def _run(config: BenchConfig, progress: bool | None) -> BenchResult:
+async def _run(config: BenchConfig, progress: bool | None, out_dir: Path) -> BenchResult:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
     try:
-        return await run_benchmark(config, stop_event=stop, progress=progress)
+        return await run_benchmark(config, stop_event=stop, progress=progress, out_dir=out_dir)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
 
@@ -342,19 +343,36 @@ def run_command(
     except ValidationError as exc:
         console.print(f"[red]{_config_errors(exc)}[/red]")
         raise typer.Exit(EXIT_USAGE) from exc
+    out_dir = out or Path("bench-results") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            result = runner.run(_run(config, progress))
+            result = runner.run(_run(config, progress, out_dir))
     except LoadgenError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_USAGE) from exc
-    out_dir = out or Path("bench-results") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     paths = write_results(result, out_dir)
     Console().print(summary_table(result.summary.runs))
     console.print(f"results: {paths['summary']}, {paths['csv']}, {paths['records']}")
     if result.summary.state is BenchState.CANCELLED:
         console.print("[yellow]stopped early: partial results (state cancelled)[/yellow]")
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@bench_app.command("export")
+def export_command(
+    results: Annotated[Path, typer.Argument(help="A results folder or its records.parquet.")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    out: Annotated[Path | None, typer.Option(help="Default: records.<format> beside it.")] = None,
+) -> None:
+    """Write a run's records in the older formats (JSON lines, CSV), streamed from Parquet."""
+    source = results / RECORDS_FILE if results.is_dir() else results
+    if not source.is_file():
+        raise typer.BadParameter(f"no records file at {source}")
+    if fmt not in ("jsonl", "csv"):
+        raise typer.BadParameter(f"--format: {fmt!r}; use jsonl or csv")
+    target = out or source.with_name(f"records.{fmt}")
+    count = export_records(source, target, fmt)
+    Console(stderr=True).print(f"{count:,} records → {target}")
 
 
 @bench_app.command("worker")

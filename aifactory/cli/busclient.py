@@ -8,12 +8,16 @@ from collections.abc import AsyncIterator
 from faststream.nats import NatsBroker
 from nats.errors import NoServersError
 
-from aifactory.shared.bus import Topology, ensure_topology, make_broker
+from aifactory.shared.bus import PublishRefused, Topology, ensure_topology, make_broker
 from aifactory.shared.settings import Settings
 
 
 class BusUnavailable(RuntimeError):
     """No NATS at the configured URL: tell the user how to get one."""
+
+
+class CommandRefused(BusUnavailable):
+    """The bus is there but did not store a command (storage full): nothing was done."""
 
 
 @contextlib.asynccontextmanager
@@ -30,5 +34,8 @@ async def bus(settings: Settings) -> AsyncIterator[tuple[NatsBroker, Topology]]:
         ) from exc
     try:
         yield broker, await ensure_topology(broker.connection.jetstream())
+    except PublishRefused as exc:
+        # Nothing was published: the command is not waiting anywhere, so say so plainly.
+        raise CommandRefused(f"{exc}; nothing was done") from exc
     finally:
         await broker.stop()

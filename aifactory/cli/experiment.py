@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from aifactory.cli.busclient import BusUnavailable, bus
+from aifactory.cli.busclient import BusUnavailable, CommandRefused, bus
 from aifactory.cli.common import console, fail, settings
 from aifactory.experiment.runner import ExperimentRunner, Outcome
 from aifactory.experiment.spec import ExperimentError, ExperimentSpec, load_experiment
@@ -49,6 +49,8 @@ def run_cmd(
     try:
         try:
             outcome = asyncio.run(_run(spec, cfg, file))
+        except CommandRefused:
+            raise
         except BusUnavailable:
             console.print("no bus reachable: starting the embedded stack")
             stack = Stack(load_settings()).start()

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from aifactory.cli import bench, experiment, recipes, services, simulate
+from aifactory.cli import bench, experiment, gc, monitor, recipes, services, simulate, ssh
 from aifactory.cli.common import console, err_console, fail, settings
 from aifactory.contract import bus_document
 from aifactory.shared.credentials import credentials_path
 from aifactory.shared.executors.factory import executor_names
+from aifactory.shared.parts import read_parts
 from aifactory.shared.settings import load_settings
 from aifactory.shared.stackfile import StackInfo, read_stack, stack_path
 from aifactory.stack import Stack, StackError
@@ -29,9 +31,11 @@ app = typer.Typer(
 )
 app.add_typer(recipes.app, name="recipes")
 app.add_typer(services.app, name="services")
+app.add_typer(ssh.app, name="ssh")
+app.add_typer(monitor.app, name="monitor")
 app.command()(services.deploy)
 
-for _commands in (simulate, bench, experiment):
+for _commands in (simulate, bench, experiment, gc):
     _commands.register(app)
 
 
@@ -64,6 +68,14 @@ def up(
             "user of this machine can then drive your stack.",
         ),
     ] = False,
+    with_prometheus: Annotated[
+        bool,
+        typer.Option(
+            "--with-prometheus",
+            help="Also run Prometheus (Debian's) on the monitor's targets (HTTP SD) and the "
+            "stack's services, supervised like them.",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start the embedded NATS and the services in the foreground; Ctrl-C stops all.
@@ -77,7 +89,12 @@ def up(
             raise fail(f"--executor: unknown executor {executor!r}; known: {executor_names()}")
         os.environ["AIFACTORY_EXECUTOR"] = executor  # the services read it at start
     cfg = load_settings()  # not the running stack's: this one is about to start
-    stack = Stack(cfg, insecure_loopback=insecure_loopback)
+    stack = Stack(
+        cfg,
+        insecure_loopback=insecure_loopback,
+        with_prometheus=with_prometheus,
+        on_note=lambda note: err_console.print(f"[yellow]{escape(note)}[/yellow]"),
+    )
     stopping = False
 
     def _stop(signum: int, frame: object) -> None:
@@ -99,14 +116,9 @@ def up(
             "any user of this machine can deploy and cancel through it"
         )
     console.print("Ctrl-C to stop.")
-    try:
-        while not stopping:
-            for note in stack.supervise_once():
-                console.print(f"[yellow]{note}[/yellow]")
-            time.sleep(0.5)
-    except StackError as exc:
-        stack.stop()
-        raise fail(str(exc)) from exc
+    while not stopping:
+        stack.supervise_once()  # never gives up: a crash loop is reported, not fatal
+        time.sleep(0.25)
     console.print("stopping…")
     stack.stop()
     console.print("stopped.")
@@ -117,6 +129,10 @@ def _print_urls(info: StackInfo | None) -> None:
         return
     console.print(f"  ingress  {info.ingress_url}  (OpenAPI: /docs)")
     console.print(f"  client   {info.client_url}")
+    if info.monitor_url:
+        console.print(f"  monitor  {info.monitor_url}")
+    if info.prometheus_url:
+        console.print(f"  prometheus {info.prometheus_url}")
     console.print(f"  token    in {credentials_path(settings().state_dir)} (mode 0600)")
 
 
@@ -133,6 +149,14 @@ def status() -> None:
     )
     console.print(f"  nats     {info.nats_url}")
     _print_urls(info)
+    found = read_parts(cfg.state_dir)
+    for part in found.parts if found else []:
+        colour = "green" if part.healthy else "yellow"
+        exit_note = f"  last exit {part.last_exit_code}" if part.last_exit_code is not None else ""
+        console.print(
+            f"  [{colour}]{part.name:8} {part.state.value}[/{colour}]  pid {part.pid or '-'}  "
+            f"restarts {part.restarts}{exit_note}"
+        )
 
 
 def main() -> None:

@@ -1,11 +1,9 @@
-"""``aifactory deploy`` and ``aifactory services ls | status | stop``: bus clients."""
+"""``aifactory deploy`` and ``aifactory services ls | status | stop | logs``: bus clients."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +12,7 @@ from rich.table import Table
 
 from aifactory.cli.busclient import BusUnavailable, bus
 from aifactory.cli.common import console, fail, run, settings
+from aifactory.cli.logs import logs
 from aifactory.shared import subjects
 from aifactory.shared.bus import publish
 from aifactory.shared.messages import DeployCancel, DeployRequested, new_id
@@ -80,7 +79,8 @@ async def deploy_async(
         state = record.state.value if record else "unknown"
         raise fail(f"service {service_id} is {state}: {record.reason if record else 'no answer'}")
     for endpoint in record.endpoints:
-        console.print(f"  endpoint {endpoint.url}")
+        tunnel = f" (from here: {endpoint.local_url})" if endpoint.local_url else ""
+        console.print(f"  endpoint {endpoint.url}{tunnel}")
     return 0
 
 
@@ -122,7 +122,7 @@ def ls(all_: Annotated[bool, typer.Option("--all", "-a", help="Include ended.")]
             r.recipe,
             r.state.value,
             job,
-            " ".join(e.url for e in r.endpoints) or "-",
+            " ".join(e.reachable_url for e in r.endpoints) or "-",
             r.created.strftime("%Y-%m-%d %H:%M:%S"),
         )
     console.print(table)
@@ -165,36 +165,4 @@ def stop(
         raise fail(str(exc)) from exc
 
 
-@app.command()
-def logs(
-    service_id: str,
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
-    ] = False,
-    lines: Annotated[int, typer.Option("--lines", "-n", help="Lines of the end to show.")] = 50,
-) -> None:
-    """Print a service's job output (stdout and stderr of the batch script)."""
-    try:
-        records = {r.service_id: r for r in run(_records())}
-    except BusUnavailable as exc:
-        raise fail(str(exc)) from exc
-    record = records.get(service_id)
-    if record is None:
-        raise fail(f"no service {service_id!r}")
-    if not record.output_path:
-        raise fail(f"service {service_id} has no job output yet ({record.state.value})")
-    path = Path(record.output_path)
-    try:
-        with path.open("rb") as fh:
-            for line in deque(fh, maxlen=max(lines, 0)):
-                typer.echo(line.decode(errors="replace"), nl=False)
-            while follow:
-                chunk = fh.read()
-                if chunk:
-                    typer.echo(chunk.decode(errors="replace"), nl=False)
-                else:
-                    time.sleep(0.5)
-    except FileNotFoundError as exc:
-        raise fail(f"{path} does not exist (yet); jobs write it once they start") from exc
-    except KeyboardInterrupt:
-        return
+app.command()(logs)

@@ -19,14 +19,17 @@ from faststream.nats import NatsBroker
 from rich.console import Console
 from rich.live import Live
 
+from aifactory.experiment.logs import SavedLogs, save_job_log, write_alerts
 from aifactory.experiment.provenance import (
     image_provenance,
     public_settings,
     versions,
     write_json,
 )
-from aifactory.experiment.spec import ExperimentSpec, Teardown, WorkloadSpec
+from aifactory.experiment.spec import ExperimentSpec, Teardown, WorkloadSpec, public_source
+from aifactory.loadgen.remote.job import log_id
 from aifactory.report import build_experiment_report
+from aifactory.report.logs import AlertRow, LogLink
 from aifactory.shared import subjects
 from aifactory.shared.bus import Topology, publish
 from aifactory.shared.bus.events import watch
@@ -37,6 +40,7 @@ from aifactory.shared.messages import (
     BenchTarget,
     DeployCancel,
     DeployRequested,
+    LogStream,
     new_id,
 )
 from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
@@ -55,6 +59,8 @@ class Outcome:
     service_id: str
     workloads: dict[str, BenchState] = field(default_factory=dict)
     error: str | None = None
+    #: Log ids of the benchmarks' workers' jobs (``bench-<id>``), for those that had one.
+    worker_jobs: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -98,7 +104,7 @@ class ExperimentRunner:
             record = await self._deploy(service_id)
             self._collect_service(folder, record)
             for workload in self.spec.workloads:
-                state = await self._benchmark(folder, service_id, workload)
+                state = await self._benchmark(folder, service_id, workload, outcome)
                 outcome.workloads[workload.name] = state
         except ExperimentFailed as exc:
             outcome.error = str(exc)
@@ -113,7 +119,8 @@ class ExperimentRunner:
                 self._collect_service(folder, found[0])
             if final is not None:
                 self.console.print(f"service {service_id}: {final.value}")
-        self._report(folder, outcome)
+            saved = await self._collect_logs(folder, outcome, found[0] if found else None)
+        self._report(folder, outcome, saved)
         return outcome
 
     # -- steps ----------------------------------------------------------------------------
@@ -140,7 +147,7 @@ class ExperimentRunner:
                         f" ({job}) {elapsed:.0f}s"
                     )
                     if record.state is ServiceState.RUNNING:
-                        urls = " ".join(e.url for e in record.endpoints)
+                        urls = " ".join(e.reachable_url for e in record.endpoints)
                         self.console.print(
                             f"service {service_id} running after {elapsed:.0f}s: {urls}"
                         )
@@ -154,8 +161,12 @@ class ExperimentRunner:
             f"service {service_id} not running after {self.spec.timeouts.ready_s:g}s"
         )
 
-    async def _benchmark(self, folder: Path, service_id: str, workload: WorkloadSpec) -> BenchState:
+    async def _benchmark(
+        self, folder: Path, service_id: str, workload: WorkloadSpec, outcome: Outcome
+    ) -> BenchState:
         benchmark_id = new_id()[:12]
+        if workload.worker_nodes is not None:
+            outcome.worker_jobs.append(log_id(benchmark_id))
         await publish(
             self.broker,
             subjects.BENCH_REQUESTED,
@@ -230,7 +241,9 @@ class ExperimentRunner:
 
     def _write_provenance(self, folder: Path) -> None:
         (folder / "experiment.yaml").write_text(
-            self.source.read_text() if self.source else self.spec.model_dump_json(indent=2)
+            public_source(self.source.read_text(), self.spec)
+            if self.source
+            else self.spec.model_dump_json(indent=2)
         )
         write_json(folder / "versions.json", versions(REPO_ROOT))
         write_json(folder / "settings.json", public_settings(self.settings))
@@ -241,11 +254,36 @@ class ExperimentRunner:
         write_json(target / "service.json", record.model_dump(mode="json"))
         if record.spec is not None and record.spec.image is not None:
             write_json(target / "image.json", image_provenance(record.spec.image, self.settings))
-        for name in (record.script_path, record.output_path):
-            if name and Path(name).is_file():
-                shutil.copy2(name, target / Path(name).name)
+        if record.script_path and Path(record.script_path).is_file():
+            shutil.copy2(record.script_path, target / Path(record.script_path).name)
 
-    def _report(self, folder: Path, outcome: Outcome) -> None:
+    async def _collect_logs(
+        self, folder: Path, outcome: Outcome, record: ServiceRecord | None
+    ) -> SavedLogs:
+        """Every job's output from the logs stream (its files only as a fallback)."""
+        js = self.broker.connection.jetstream()
+        wait = self.spec.timeouts.logs_s
+        ended = record is not None and record.state.is_terminal
+        fallback = (
+            {LogStream.OUT: record.output_path, LogStream.ERR: record.error_path}
+            if record is not None
+            else None
+        )
+        saved = await save_job_log(
+            js, folder, outcome.service_id, wait_eof=wait if ended else 0, fallback=fallback
+        )
+        for job in outcome.worker_jobs:
+            more = await save_job_log(js, folder, job, wait_eof=wait)
+            saved.files += more.files
+            saved.alerts += more.alerts
+        write_alerts(folder, saved.alerts)
+        for entry in saved.files:
+            self.console.print(
+                f"log {entry.job} {entry.stream.value}: {entry.path} ({entry.source})"
+            )
+        return saved
+
+    def _report(self, folder: Path, outcome: Outcome, saved: SavedLogs) -> None:
         dirs = [
             (name, folder / "workloads" / name)
             for name in outcome.workloads
@@ -260,8 +298,30 @@ class ExperimentRunner:
             "executor": self.settings.executor,
             "outcome": "ok" if outcome.ok else (outcome.error or "some workloads failed"),
         }
+        logs = [
+            LogLink(
+                job=f.job,
+                stream=f.stream.value,
+                href=f.path.relative_to(folder).as_posix(),
+                records=f.records,
+                bytes=f.bytes,
+                source=f.source,
+            )
+            for f in saved.files
+        ]
+        alerts = [
+            AlertRow(a.service_id, a.stream.value, a.line, a.pattern, a.severity.value, a.summary)
+            for a in saved.alerts
+        ]
         if dirs:
-            build_experiment_report(dirs, folder / "report.html", title=self.spec.name, extra=extra)
+            build_experiment_report(
+                dirs,
+                folder / "report.html",
+                title=self.spec.name,
+                extra=extra,
+                logs=logs,
+                alerts=alerts,
+            )
         write_json(
             folder / "outcome.json",
             {

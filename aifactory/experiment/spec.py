@@ -46,6 +46,8 @@ class Timeouts(StrictModel):
     ready_s: float = Field(default=900.0, gt=0)
     benchmark_s: float = Field(default=6 * 3600.0, gt=0)
     teardown_s: float = Field(default=120.0, gt=0)
+    #: How long to wait for an ended job's end of output on the logs stream.
+    logs_s: float = Field(default=60.0, gt=0)
 
 
 class ExperimentSpec(StrictModel):
@@ -73,6 +75,36 @@ class ExperimentSpec(StrictModel):
         if "slo" not in workload.model_fields_set and self.slo is not None:
             fields["slo"] = self.slo
         return Workload.model_validate(fields)
+
+
+#: What replaces an API key in the copy of the experiment file kept with the results: a
+#: word that reads the same in every YAML quoting style (``*`` would start an alias).
+REDACTED = "redacted-api-key"
+
+
+def public_source(text: str, spec: ExperimentSpec) -> str:
+    """The experiment file as the user wrote it (comments kept), every API key replaced.
+
+    The copy goes into the report folder, which is shared and archived; the key stays in
+    the user's own file. A key the text does not hold verbatim (written with YAML escapes)
+    cannot be replaced there: then the parsed spec is written instead, its keys masked.
+    """
+    keys = {w.api_key.get_secret_value() for w in spec.workloads if w.api_key is not None}
+    masked = text
+    for key in keys:
+        masked = masked.replace(key, REDACTED)
+    try:
+        reparsed = ExperimentSpec.model_validate(yaml.safe_load(masked))
+    except (yaml.YAMLError, ValidationError):
+        reparsed = None
+    kept = (
+        {w.api_key.get_secret_value() for w in reparsed.workloads if w.api_key is not None}
+        if reparsed is not None
+        else keys
+    )
+    if kept & keys:
+        return spec.model_dump_json(indent=2)  # WireSecret: "**********" outside the bus
+    return masked
 
 
 def load_experiment(path: Path) -> ExperimentSpec:

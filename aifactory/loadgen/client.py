@@ -243,7 +243,8 @@ class GenerationRequester(Requester[Prompt]):
         e2e = (chunk_ns[-1] - t0) / _NS_PER_MS
         rec.ttft_ms = ttft
         rec.e2e_ms = e2e
-        rec.itl_ms = [(b - a) / _NS_PER_MS for a, b in pairwise(chunk_ns)]
+        # Whole microseconds: the resolution records are stored at (store.py, itl_us).
+        rec.itl_ms = [round((b - a) / 1000) / 1000 for a, b in pairwise(chunk_ns)]
         n = rec.output_tokens
         if n >= 2:
             rec.tpot_ms = (e2e - ttft) / (n - 1)

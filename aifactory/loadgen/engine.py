@@ -121,6 +121,8 @@ class LoadEngine:
         self._flush_s = flush_s
         self.budget = Budget(plan, start_ns)
         self._pending: list[RequestRecord] = []
+        self._emit_lock = asyncio.Lock()
+        self._sending: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._progress = WorkerProgress(worker_id=worker_id, run_index=plan.run_index)
         self._max_in_flight = 0
@@ -188,13 +190,19 @@ class LoadEngine:
             task.add_done_callback(lambda _t: slots.release())
 
     async def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        await self._sink.emit(batch, self._progress.model_copy())
+        # One emit at a time, in order: the last batch (the cancelled in-flight requests)
+        # must never overtake, or interleave with, a periodic one still being sent.
+        async with self._emit_lock:
+            batch, self._pending = self._pending, []
+            await self._sink.emit(batch, self._progress.model_copy())
 
     async def _flusher(self) -> None:
         while True:
             await asyncio.sleep(self._flush_s)
-            await self._flush()
+            # Shielded: stopping the flusher mid-send must not abandon a half-sent batch
+            # (a pipe write runs on in its thread); the final flush waits for it instead.
+            self._sending = asyncio.ensure_future(self._flush())
+            await asyncio.shield(self._sending)
 
     async def _drive(self) -> None:
         await sleep_until(self._start_ns)

@@ -3,22 +3,37 @@
 ``<out>/summary.json``  :class:`BenchSummary` (``schema_version`` 1): config, state, one
                         :class:`RunSummary` per run/sweep stage with every distribution.
 ``<out>/summary.csv``   one row per run: the headline figures, flattened (``ttft_ms_p50``...).
-``<out>/records.jsonl`` one :class:`RequestRecord` per line, every request including warmup
-                        and failures, so any statistic can be recomputed exactly.
-A report generator reads these with :func:`read_summary` / :func:`read_records`.
+``<out>/records.parquet`` one row per request (the fields of :class:`RequestRecord`), every
+                        request including warmup and failures, so any statistic can be
+                        recomputed exactly; written while the run goes, never held in memory.
+A report generator reads these with :func:`read_summary` / :func:`read_records` (an Arrow
+table: ``read_records(path).to_pandas()``, ``polars.from_arrow(read_records(path))``);
+``aifactory bench export`` writes ``records.jsonl`` or ``records.csv`` on request.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from aifactory.loadgen.metrics.operations import operation_csv
-from aifactory.loadgen.metrics.records import RECORD_ADAPTER, RequestRecord
+from aifactory.loadgen.metrics.records import RequestRecord
+from aifactory.loadgen.store import (
+    ITL_COLUMN,
+    RECORDS_PARQUET,
+    SCHEMA,
+    iter_batches,
+    iter_records,
+    read_table,
+)
 from aifactory.shared.messages.base import utcnow
 from aifactory.shared.results import PERCENTILES, BenchSummary, RunSummary
 from aifactory.shared.states import BenchState
@@ -26,7 +41,8 @@ from aifactory.shared.workload import BenchConfig
 
 SUMMARY_FILE = "summary.json"
 CSV_FILE = "summary.csv"
-RECORDS_FILE = "records.jsonl"
+RECORDS_FILE = RECORDS_PARQUET
+JSONL_FILE = "records.jsonl"
 
 #: Distributions flattened into the CSV, and the statistics taken from each.
 _CSV_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "schedule_delay_ms")
@@ -57,16 +73,22 @@ _CSV_SCALARS = (
 
 @dataclass
 class BenchResult:
-    """What :func:`run_benchmark` returns: the summary and every request record."""
+    """What :func:`run_benchmark` returns: the summary and the file of every record."""
 
     summary: BenchSummary
-    records: list[RequestRecord] = field(default_factory=list)
+    records_path: Path
+
+    @property
+    def records(self) -> list[RequestRecord]:
+        """Every record as an object: for small runs (a million records is ~1 GB this way;
+        use :func:`read_records` for an Arrow table, or :func:`iter_records`)."""
+        return list(iter_records(self.records_path))
 
 
 def assemble_result(
     config: BenchConfig,
     runs: list[RunSummary],
-    records: list[RequestRecord],
+    records_path: Path,
     *,
     started_at: datetime,
     cancelled: bool,
@@ -82,7 +104,7 @@ def assemble_result(
         finished_at=utcnow(),
         runs=runs,
     )
-    return BenchResult(summary=summary, records=records)
+    return BenchResult(summary=summary, records_path=records_path)
 
 
 def csv_row(run: RunSummary) -> dict[str, object]:
@@ -97,7 +119,8 @@ def csv_row(run: RunSummary) -> dict[str, object]:
 
 
 def write_results(result: BenchResult, out_dir: Path) -> dict[str, Path]:
-    """Write summary JSON, CSV and records JSONL under ``out_dir`` (created if needed)."""
+    """Write summary JSON and CSV under ``out_dir`` (created if needed), with the records
+    file (moved there if the run wrote it elsewhere)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "summary": out_dir / SUMMARY_FILE,
@@ -105,9 +128,9 @@ def write_results(result: BenchResult, out_dir: Path) -> dict[str, Path]:
         "records": out_dir / RECORDS_FILE,
     }
     paths["summary"].write_text(result.summary.model_dump_json(indent=2) + "\n")
-    with paths["records"].open("wb") as fh:
-        for rec in result.records:
-            fh.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
+    if result.records_path.resolve() != paths["records"].resolve():
+        shutil.move(result.records_path, paths["records"])
+        result.records_path = paths["records"]
     rows = [csv_row(run) for run in result.summary.runs]
     with paths["csv"].open("w", newline="") as fh:
         if rows:
@@ -122,7 +145,41 @@ def read_summary(path: Path) -> BenchSummary:
     return BenchSummary.model_validate_json(path.read_bytes())
 
 
-def read_records(path: Path) -> list[RequestRecord]:
-    """Every record of a ``records.jsonl`` file, validated."""
-    with path.open("rb") as fh:
-        return [RECORD_ADAPTER.validate_json(line) for line in fh if line.strip()]
+def read_records(path: Path) -> pa.Table:
+    """Every record of a ``records.parquet`` file as an Arrow table (``.to_pandas()``)."""
+    return read_table(path)
+
+
+def export_records(path: Path, out: Path, fmt: str) -> int:
+    """Write the records of ``path`` as JSON lines (``jsonl``) or CSV (``csv``), streamed
+    one row group at a time; returns how many were written."""
+    count = 0
+    if fmt == "jsonl":
+        with out.open("wb") as fh:
+            for rec in iter_records(path):
+                fh.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
+                count += 1
+        return count
+    if fmt == "csv":
+        with pacsv.CSVWriter(out, _csv_schema()) as writer:
+            for batch in iter_batches(path, SCHEMA.names):
+                flat = batch.set_column(
+                    batch.schema.get_field_index(ITL_COLUMN),
+                    ITL_COLUMN,
+                    pc.binary_join(pc.cast(batch.column(ITL_COLUMN), pa.list_(pa.string())), " "),
+                )
+                writer.write(flat.cast(_csv_schema()))
+                count += batch.num_rows
+        return count
+    raise ValueError(f"unknown export format {fmt!r}: use jsonl or csv")
+
+
+def _csv_schema() -> pa.Schema:
+    """CSV cannot hold lists: the microsecond gaps as one space-separated string."""
+    fields = [pa.field(f.name, pa.string()) if f.name == ITL_COLUMN else f for f in SCHEMA]
+    return pa.schema(
+        [
+            pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+            for f in fields
+        ]
+    )

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import time
+from pathlib import Path
 
 from aifactory.loadgen.collector import (
     Collector,
@@ -24,9 +26,9 @@ from aifactory.loadgen.datasets.tokens import TokenCounter
 from aifactory.loadgen.drivers import driver_for, preflight, resolve_backend
 from aifactory.loadgen.errors import ConfigError, LoadgenError
 from aifactory.loadgen.messages import WorkerReport, WorkerSpec
-from aifactory.loadgen.metrics.summary import summarize_run
+from aifactory.loadgen.metrics.columns import summarize_file
 from aifactory.loadgen.progress import LiveProgress
-from aifactory.loadgen.results import BenchResult, assemble_result
+from aifactory.loadgen.results import RECORDS_FILE, BenchResult, assemble_result
 from aifactory.loadgen.scheduler import (
     RunPlan,
     plan_for_profile,
@@ -103,6 +105,9 @@ async def _run_stage(
 ) -> RunSummary:
     specs = worker_specs(config, plan)
     collector.begin_stage(plan)
+    # Record times count from the workers' shared start, a few ms (the start lead) after
+    # this: close enough to line the server's samples up with the run (report, aggregates).
+    started_at = utcnow()
     if len(specs) == 1:
         work = asyncio.create_task(_in_process(specs[0], collector, stop, token_counter))
     else:
@@ -119,13 +124,16 @@ async def _run_stage(
     cancelled = cancelled or stop.is_set() or any(r.cancelled for r in reports)
     collector.emit_window()
     state = BenchState.CANCELLED if cancelled else BenchState.COMPLETED
-    run = summarize_run(
+    path = collector.end_stage()
+    assert path is not None, "the stage began with a records file"
+    run = summarize_file(
+        path,
         plan,
-        collector.stage_records,
         reports,
         config.slo,
         state=state,
         targets=config.targets,
+        started_at=started_at,
         top_k=config.vector.top_k if config.vector else None,
     )
     return await settle(config, run)
@@ -147,8 +155,12 @@ async def run_benchmark(
     on_records: RecordsCallback | None = None,
     progress: bool | None = None,
     token_counter: TokenCounter | None = None,
+    out_dir: Path | None = None,
 ) -> BenchResult:
-    """Run the benchmark ``config`` describes and return its summary and records.
+    """Run the benchmark ``config`` describes and return its summary and records file.
+
+    Records go to ``out_dir/records.parquet`` while the run goes (a temporary folder when
+    ``out_dir`` is not given: :func:`write_results` moves the file where it belongs).
 
     ``on_window(WindowStats)`` is called every ``config.window_s`` seconds and
     ``on_records(batch)`` with every batch of finished records; either may be a coroutine
@@ -159,8 +171,13 @@ async def run_benchmark(
     resolved = await preflight(config)
     stop = stop_event or asyncio.Event()
     display = LiveProgress(enabled=progress)
+    records_dir = out_dir or Path(tempfile.mkdtemp(prefix="aifactory-records-"))
     collector = Collector(
-        window_s=config.window_s, on_window=on_window, on_records=on_records, display=display
+        window_s=config.window_s,
+        on_window=on_window,
+        on_records=on_records,
+        display=display,
+        records_dir=records_dir,
     )
     runs: list[RunSummary] = []
     with display:
@@ -176,6 +193,5 @@ async def run_benchmark(
                 await ticker
             await collector.drain_callbacks()
     cancelled = any(r.state is BenchState.CANCELLED for r in runs)
-    return assemble_result(
-        resolved, runs, collector.all_records, started_at=started_at, cancelled=cancelled
-    )
+    records = collector.finish(records_dir / RECORDS_FILE)
+    return assemble_result(resolved, runs, records, started_at=started_at, cancelled=cancelled)

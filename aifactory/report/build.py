@@ -22,6 +22,8 @@ import jinja2
 from aifactory.report import vectors, view
 from aifactory.report.charts import Chart, workload_charts
 from aifactory.report.load import LoadedResults, ReportError, load_results
+from aifactory.report.logs import AlertRow, LogLink
+from aifactory.report.server import ServerView, server_view
 from aifactory.shared.results import BenchSummary, RunSummary
 from aifactory.shared.states import BenchState
 
@@ -59,6 +61,7 @@ class WorkloadView:
     charts: list[Chart]
     notes: list[str] = field(default_factory=list)
     config_json: str = ""
+    server: ServerView | None = None
 
 
 def headline(summary: BenchSummary) -> str:
@@ -96,9 +99,11 @@ def workload_view(anchor: str, name: str | None, loaded: LoadedResults) -> Workl
     if not summary.runs:
         notes.append("The summary holds no run.")
     charts: list[Chart] = []
-    if loaded.has_records:
-        make = vectors.vector_charts if vector else workload_charts
-        charts = make(anchor, summary.runs, loaded.records_by_run)
+    if loaded.records_path is not None:
+        if vector:
+            charts = vectors.vector_charts(anchor, summary.runs, loaded.records_path)
+        else:
+            charts = workload_charts(anchor, summary.runs, loaded.points)
     return WorkloadView(
         anchor=anchor,
         name=name,
@@ -111,6 +116,7 @@ def workload_view(anchor: str, name: str | None, loaded: LoadedResults) -> Workl
         charts=charts,
         notes=notes,
         config_json=view.config_json(summary),
+        server=server_view(anchor, summary.runs, loaded.points, loaded.server_rows),
     )
 
 
@@ -151,6 +157,8 @@ def render_page(
     extra: Mapping[str, Any] | None,
     *,
     experiment: bool,
+    logs: Sequence[LogLink] = (),
+    alerts: Sequence[AlertRow] = (),
 ) -> str:
     return (
         environment()
@@ -164,6 +172,8 @@ def render_page(
             stage_columns=view.STAGE_COLUMNS,
             fmt=view.fmt_value,
             generated=datetime.now(UTC).isoformat(timespec="seconds"),
+            logs=logs,
+            alerts=alerts,
         )
     )
 
@@ -215,8 +225,11 @@ def build_experiment_report(
     *,
     title: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    logs: Sequence[LogLink] = (),
+    alerts: Sequence[AlertRow] = (),
 ) -> Path:
-    """One HTML page for an experiment with several workloads (one section each)."""
+    """One HTML page for an experiment with several workloads (one section each), and
+    links to the jobs' logs with the alerts found in them."""
     if not workload_dirs:
         raise ReportError("an experiment report needs at least one workload results folder")
     workloads = [
@@ -224,6 +237,8 @@ def build_experiment_report(
         for i, (name, path) in enumerate(workload_dirs)
     ]
     target = _target(out)
-    page = render_page(title or "Experiment report", workloads, extra, experiment=True)
+    page = render_page(
+        title or "Experiment report", workloads, extra, experiment=True, logs=logs, alerts=alerts
+    )
     write_atomic(target, page)
     return target

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import matplotlib as mpl
+import numpy as np
 from markupsafe import Markup
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from aifactory.loadgen.metrics.records import RequestRecord
-from aifactory.loadgen.metrics.stats import percentile_sorted
 from aifactory.report.load import ReportError
+from aifactory.report.points import F64, RunPoints, cdf_points, thin
 from aifactory.shared.results import RunSummary
 
 MAX_SCATTER_POINTS = 5000
@@ -57,11 +57,12 @@ class Series:
     """One run's per-request values for the charts (send times in report time)."""
 
     label: str
-    ttft: list[float]
-    tpot: list[float]
-    e2e: list[float]
-    ttft_at: list[tuple[float, float]]
-    tpot_at: list[tuple[float, float]]
+    ttft: F64
+    tpot: F64
+    e2e: F64
+    #: (send times, values), in send order.
+    ttft_at: tuple[F64, F64]
+    tpot_at: tuple[F64, F64]
 
 
 def plain(text: str) -> str:
@@ -97,53 +98,26 @@ def colours(n: int) -> list[tuple[float, float, float, float]]:
     return [cmap(0.9 * k / (n - 1)) for k in range(n)]
 
 
-def series_for(runs: Sequence[RunSummary], records: dict[int, list[RequestRecord]]) -> list[Series]:
+def series_for(runs: Sequence[RunSummary], points: dict[int, RunPoints]) -> list[Series]:
     """Per-run chart data; runs are laid end to end on the time axis (each starts at 0)."""
     out: list[Series] = []
     offset = 0.0
+    empty = np.empty(0)
     for run in runs:
-        recs = records.get(run.run_index, [])
-        good = [r for r in recs if r.ok and not r.warmup]
+        p = points.get(run.run_index) or RunPoints(empty, empty, empty, empty, 0.0)
+        has_ttft, has_tpot = ~np.isnan(p.ttft), ~np.isnan(p.tpot)
         out.append(
             Series(
                 label=run.label,
-                ttft=[r.ttft_ms for r in good if r.ttft_ms is not None],
-                tpot=[r.tpot_ms for r in good if r.tpot_ms is not None],
-                e2e=[r.e2e_ms for r in good if r.e2e_ms is not None],
-                ttft_at=[(offset + r.t0_s, r.ttft_ms) for r in good if r.ttft_ms is not None],
-                tpot_at=[(offset + r.t0_s, r.tpot_ms) for r in good if r.tpot_ms is not None],
+                ttft=p.ttft[has_ttft],
+                tpot=p.tpot[has_tpot],
+                e2e=p.e2e[~np.isnan(p.e2e)],
+                ttft_at=(offset + p.t0[has_ttft], p.ttft[has_ttft]),
+                tpot_at=(offset + p.t0[has_tpot], p.tpot[has_tpot]),
             )
         )
-        offset += max((r.end_s for r in recs), default=0.0)
+        offset += p.end_max
     return out
-
-
-def linspace(lo: float, hi: float, n: int) -> list[float]:
-    return [lo + (hi - lo) * k / (n - 1) for k in range(n)] if n > 1 else [lo]
-
-
-def cdf_points(values: Sequence[float]) -> tuple[list[float], list[float]]:
-    """Empirical CDF; beyond :data:`MAX_CDF_POINTS` values, evenly spaced quantiles (computed
-    like the summary's percentiles, so the curve passes through the table's p50/p99)."""
-    data = sorted(values)
-    n = len(data)
-    if n <= MAX_CDF_POINTS:
-        return data, [(k + 1) / n for k in range(n)]
-    q = linspace(0.0, 1.0, MAX_CDF_POINTS)
-    return [percentile_sorted(data, x) for x in q], q
-
-
-def thin(values: Sequence[float], limit: int) -> list[int]:
-    """Indices of at most ``limit`` points (given in time order): the slowest
-    :data:`KEEP_SLOWEST`, the rest evenly spaced in time."""
-    if len(values) <= limit:
-        return list(range(len(values)))
-    by_value = sorted(range(len(values)), key=values.__getitem__, reverse=True)
-    keep = set(by_value[:KEEP_SLOWEST])
-    rest = [i for i in range(len(values)) if i not in keep]
-    picks = linspace(0, len(rest) - 1, limit - len(keep))
-    keep.update(rest[round(x)] for x in picks)
-    return sorted(keep)
 
 
 def _legend(ax: Axes, n: int) -> None:
@@ -157,7 +131,7 @@ def _empty(ax: Axes) -> None:
 
 def cdf_chart(chart_id: str, series: Sequence[Series]) -> Chart | None:
     panels = (("TTFT", "ttft"), ("TPOT", "tpot"), ("E2E latency", "e2e"))
-    if not any(getattr(s, attr) for s in series for _, attr in panels):
+    if not any(getattr(s, attr).size for s in series for _, attr in panels):
         return None
     fig = Figure(figsize=(11, 3.4), layout="constrained")
     axes = fig.subplots(1, 3)
@@ -165,13 +139,14 @@ def cdf_chart(chart_id: str, series: Sequence[Series]) -> Chart | None:
     for ax, (name, attr) in zip(axes, panels, strict=True):
         drawn = 0
         for s, col in zip(series, cols, strict=True):
-            values: list[float] = getattr(s, attr)
-            if not values:
+            values: F64 = getattr(s, attr)
+            if not values.size:
                 continue
-            x, y = cdf_points(values)
+            x, y = cdf_points(values, MAX_CDF_POINTS)
             ax.step(x, y, where="post", color=col, label=plain(s.label), linewidth=1.4)
             drawn += 1
-            if len(values) > 1 and min(values) > 0 and max(values) / min(values) > 50:
+            low, high = float(values.min()), float(values.max())
+            if values.size > 1 and low > 0 and high / low > 50:
                 ax.set_xscale("log")
         if not drawn:
             _empty(ax)
@@ -181,34 +156,36 @@ def cdf_chart(chart_id: str, series: Sequence[Series]) -> Chart | None:
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("fraction of requests")
     _legend(axes[0], len(series))
-    total = sum(len(s.e2e) for s in series)
+    total = sum(s.e2e.size for s in series)
     caption = (
         f"Cumulative distributions over {total:,} successful measured requests "
         "(failures and warmup excluded)"
     )
-    if any(len(getattr(s, a)) > MAX_CDF_POINTS for s in series for _, a in panels):
+    if any(getattr(s, a).size > MAX_CDF_POINTS for s in series for _, a in panels):
         caption += f"; curves drawn through {MAX_CDF_POINTS:,} evenly spaced quantiles"
     return Chart(chart_id, "Latency CDFs", render_svg(fig, chart_id), caption + ".")
 
 
 def over_time_chart(chart_id: str, series: Sequence[Series], *, stages: bool) -> Chart | None:
     panels = (("TTFT (ms)", "ttft_at"), ("TPOT (ms)", "tpot_at"))
-    if not any(getattr(s, attr) for s in series for _, attr in panels):
+    if not any(getattr(s, attr)[0].size for s in series for _, attr in panels):
         return None
     fig = Figure(figsize=(11, 5.2), layout="constrained")
     axes = fig.subplots(2, 1, sharex=True)
     cols = colours(len(series))
     shown: list[tuple[int, int]] = []
     for ax, (name, attr) in zip(axes, panels, strict=True):
-        every = [(i, p) for i, s in enumerate(series) for p in getattr(s, attr)]
-        if not every:
+        owner = np.concatenate([np.full(getattr(s, attr)[0].size, i) for i, s in enumerate(series)])
+        xs_all = np.concatenate([getattr(s, attr)[0] for s in series])
+        ys_all = np.concatenate([getattr(s, attr)[1] for s in series])
+        if not xs_all.size:
             _empty(ax)
-        kept = [every[k] for k in thin([p[1] for _, p in every], MAX_SCATTER_POINTS)]
-        shown.append((len(kept), len(every)))
+        kept = thin(ys_all, MAX_SCATTER_POINTS, KEEP_SLOWEST)
+        shown.append((kept.size, xs_all.size))
         for i, (s, col) in enumerate(zip(series, cols, strict=True)):
-            pts = [p for owner, p in kept if owner == i]
-            if pts:
-                xs, ys = zip(*pts, strict=True)
+            mine = kept[owner[kept] == i]
+            if mine.size:
+                xs, ys = xs_all[mine], ys_all[mine]
                 ax.scatter(
                     xs,
                     ys,
@@ -217,7 +194,7 @@ def over_time_chart(chart_id: str, series: Sequence[Series], *, stages: bool) ->
                     alpha=0.6,
                     linewidths=0,
                     label=plain(s.label),
-                    rasterized=len(kept) > RASTER_ABOVE,
+                    rasterized=kept.size > RASTER_ABOVE,
                 )
         ax.set_ylabel(name)
         ax.grid(True, alpha=0.3)
@@ -323,10 +300,10 @@ def sweep_latency_chart(chart_id: str, runs: Sequence[RunSummary]) -> Chart | No
 
 
 def workload_charts(
-    prefix: str, runs: Sequence[RunSummary], records: dict[int, list[RequestRecord]]
+    prefix: str, runs: Sequence[RunSummary], points: dict[int, RunPoints]
 ) -> list[Chart]:
     """Every chart of one results folder, ids prefixed with ``prefix`` (unique per page)."""
-    series = series_for(runs, records)
+    series = series_for(runs, points)
     sweep = len(runs) > 1
     charts = [
         sweep_throughput_chart(f"{prefix}-sweep-throughput", runs) if sweep else None,

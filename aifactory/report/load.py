@@ -1,20 +1,21 @@
-"""Read a results folder (``summary.json`` + ``records.jsonl``) into what the report needs.
+"""Read a results folder (``summary.json`` + ``records.parquet``) into what the report needs.
 
 The load generator owns the file shapes (:mod:`aifactory.loadgen.results`); this module
-only finds the files and groups the records per run, so the rest of the report never touches
-paths. A missing ``records.jsonl`` is not fatal: the report then shows the summary's numbers
-and says the per-request charts are unavailable (a summary alone is still worth sharing).
+only finds the files and reads each run's chart columns, so the rest of the report never
+touches paths. A missing records file is not fatal: the report then shows the summary's
+numbers and says the per-request charts are unavailable (a summary is still worth sharing).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aifactory.loadgen.metrics.records import RequestRecord
-from aifactory.loadgen.results import RECORDS_FILE, SUMMARY_FILE, read_records, read_summary
+import pyarrow as pa
+
+from aifactory.loadgen.results import RECORDS_FILE, SUMMARY_FILE, read_summary
+from aifactory.monitor.window import SERVER_METRICS_FILE, Row, read_rows
+from aifactory.report.points import RunPoints, load_points
 from aifactory.shared.results import BenchSummary
 
 
@@ -28,21 +29,13 @@ class LoadedResults:
 
     directory: Path
     summary: BenchSummary
-    records_by_run: dict[int, list[RequestRecord]] = field(default_factory=dict)
+    points: dict[int, RunPoints] = field(default_factory=dict)
     has_records: bool = False
+    #: The records file, when it is there and readable (charts read their columns from it).
+    records_path: Path | None = None
     notes: list[str] = field(default_factory=list)
-
-    def measured_ok(self, run_index: int) -> list[RequestRecord]:
-        """Successful, non-warmup records of one run: the only ones latency charts may use."""
-        return [r for r in self.records_by_run.get(run_index, []) if r.ok and not r.warmup]
-
-
-def group_by_run(records: Sequence[RequestRecord]) -> dict[int, list[RequestRecord]]:
-    """Records per ``run_index`` in send order (workers interleave in the file)."""
-    grouped: dict[int, list[RequestRecord]] = defaultdict(list)
-    for rec in records:
-        grouped[rec.run_index].append(rec)
-    return {k: sorted(v, key=lambda r: r.t0_s) for k, v in sorted(grouped.items())}
+    #: The monitor's samples of the benchmark's window (``server_metrics.jsonl``), if any.
+    server_rows: list[Row] | None = None
 
 
 def is_results_dir(path: Path) -> bool:
@@ -59,15 +52,21 @@ def load_results(results_dir: Path) -> LoadedResults:
     except ValueError as exc:  # pydantic's ValidationError and JSON errors are ValueErrors
         raise ReportError(f"{summary_path}: unreadable summary: {exc}") from exc
     loaded = LoadedResults(directory=results_dir, summary=summary)
+    server_path = results_dir / SERVER_METRICS_FILE
+    if server_path.is_file():
+        try:
+            loaded.server_rows = read_rows(server_path)
+        except ValueError as exc:
+            loaded.notes.append(f"{SERVER_METRICS_FILE} is unreadable ({exc}).")
     records_path = results_dir / RECORDS_FILE
     if not records_path.is_file():
         loaded.notes.append(f"{RECORDS_FILE} is missing: per-request charts are not available.")
         return loaded
     try:
-        records = read_records(records_path)
-    except ValueError as exc:  # pydantic's ValidationError and JSON errors are ValueErrors
+        loaded.points = {r.run_index: load_points(records_path, r.run_index) for r in summary.runs}
+    except (OSError, pa.ArrowException) as exc:
         loaded.notes.append(f"{RECORDS_FILE} is unreadable ({exc}); charts are not available.")
         return loaded
-    loaded.records_by_run = group_by_run(records)
     loaded.has_records = True
+    loaded.records_path = records_path
     return loaded

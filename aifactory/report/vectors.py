@@ -5,21 +5,29 @@ of token figures: per-operation latency and recall rows in the statistics table,
 numbers (search QPS, recall@k, rows/s, index build time), and three charts: recall@k
 against search QPS over a sweep's stages (a fast answer that misses the true neighbours is
 a wrong answer, so the two are read together), latency and recall CDFs per operation, and
-rows written over time (the ingest throughput). Built from the same files as the rest.
+rows written over time (the ingest throughput). Built from the same files as the rest: the
+summary, and the columns the charts draw read from ``records.parquet``
+(:mod:`.vector_points`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
-from aifactory.loadgen.metrics.records import RequestRecord
-from aifactory.report.charts import Chart, _empty, _legend, cdf_points, colours, plain, render_svg
+from aifactory.report.charts import MAX_CDF_POINTS, Chart, _legend, colours, plain, render_svg
+from aifactory.report.points import F64, cdf_points
+from aifactory.report.vector_points import OperationPoints, load_operation_points
 from aifactory.report.view import STAT_COLUMNS, Cell, KeyNumber, StatRow
 from aifactory.shared.results import Operation, OperationSummary, RunSummary
 
 VECTOR_OPS = (Operation.SEARCH, Operation.UPSERT)
+#: Points of an ingest curve drawn (a cumulative step curve; more add nothing visible).
+MAX_INGEST_POINTS = 2000
 
 
 def has_vectors(runs: Sequence[RunSummary]) -> bool:
@@ -141,95 +149,85 @@ def recall_qps_chart(chart_id: str, runs: Sequence[RunSummary]) -> Chart | None:
 
 
 def cdf_chart(
-    chart_id: str, runs: Sequence[RunSummary], records: dict[int, list[RequestRecord]]
+    chart_id: str, runs: Sequence[RunSummary], points: Sequence[OperationPoints]
 ) -> Chart | None:
-    panels: list[tuple[str, str, Operation]] = [
-        ("search latency (ms)", "e2e_ms", Operation.SEARCH),
-        ("upsert latency (ms)", "e2e_ms", Operation.UPSERT),
-        ("search recall@k", "recall", Operation.SEARCH),
+    panels: list[tuple[str, str]] = [
+        ("search latency (ms)", "search_latency"),
+        ("upsert latency (ms)", "upsert_latency"),
+        ("search recall@k", "recall"),
     ]
-    data = [
-        [
-            [
-                v
-                for r in records.get(run.run_index, [])
-                if r.ok
-                and not r.warmup
-                and r.operation is op
-                and (v := getattr(r, attr)) is not None
-            ]
-            for run in runs
-        ]
-        for _, attr, op in panels
-    ]
-    shown = [(p, d) for p, d in zip(panels, data, strict=True) if any(d)]
+    shown = [(name, attr) for name, attr in panels if any(getattr(p, attr).size for p in points)]
     if not shown:
         return None
     fig = Figure(figsize=(3.8 * len(shown), 3.4), layout="constrained")
     axes = fig.subplots(1, len(shown), squeeze=False)[0]
     cols = colours(len(runs))
-    for ax, ((name, attr, _), per_run) in zip(axes, shown, strict=True):
-        for run, values, col in zip(runs, per_run, cols, strict=True):
-            if values:
-                x, y = cdf_points(values)
+    thinned = False
+    for ax, (name, attr) in zip(axes, shown, strict=True):
+        low, high = math.inf, -math.inf
+        for run, p, col in zip(runs, points, cols, strict=True):
+            values: F64 = getattr(p, attr)
+            if values.size:
+                x, y = cdf_points(values, MAX_CDF_POINTS)
                 ax.step(x, y, where="post", color=col, label=plain(run.label), linewidth=1.4)
-        flat = [v for vs in per_run for v in vs]
-        if attr == "e2e_ms" and flat and min(flat) > 0 and max(flat) / min(flat) > 50:
+                low, high = min(low, float(values.min())), max(high, float(values.max()))
+                thinned |= values.size > MAX_CDF_POINTS
+        if attr != "recall" and low > 0 and high / low > 50:
             ax.set_xscale("log")
         ax.set_title(name)
         ax.set_ylim(0, 1.02)
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("fraction of requests")
     _legend(axes[0], len(runs))
-    caption = "Cumulative distributions per operation over successful measured requests."
+    caption = "Cumulative distributions per operation over successful measured requests"
+    if thinned:
+        caption += f"; curves drawn through {MAX_CDF_POINTS:,} evenly spaced quantiles"
     return Chart(
-        chart_id, "Latency and recall CDFs per operation", render_svg(fig, chart_id), caption
+        chart_id, "Latency and recall CDFs per operation", render_svg(fig, chart_id), caption + "."
     )
 
 
+def _thin_curve(xs: F64, ys: F64, limit: int) -> tuple[F64, F64]:
+    """At most ``limit`` points of a cumulative curve, evenly spaced by rank, last kept."""
+    if xs.size <= limit:
+        return xs, ys
+    picks = np.unique(np.round(np.linspace(0, xs.size - 1, limit)).astype(np.intp))
+    return xs[picks], ys[picks]
+
+
 def ingest_chart(
-    chart_id: str, runs: Sequence[RunSummary], records: dict[int, list[RequestRecord]]
+    chart_id: str, runs: Sequence[RunSummary], points: Sequence[OperationPoints]
 ) -> Chart | None:
-    series = []
-    for run in runs:
-        ups = sorted(
-            (r for r in records.get(run.run_index, []) if r.ok and r.operation is Operation.UPSERT),
-            key=lambda r: r.end_s,
-        )
-        if ups:
-            total, xs, ys = 0, [0.0], [0]
-            for r in ups:
-                total += r.rows or 0
-                xs.append(r.end_s - ups[0].t0_s)
-                ys.append(total)
-            series.append((run, xs, ys))
+    series = [(run, p) for run, p in zip(runs, points, strict=True) if p.ingest_at.size]
     if not series:
         return None
     fig = Figure(figsize=(7, 3.4), layout="constrained")
     ax = fig.subplots()
-    for (run, xs, ys), col in zip(series, colours(len(series)), strict=True):
-        ax.step(xs, ys, where="post", color=col, label=plain(run.label))
-    if not ax.lines:
-        _empty(ax)
+    for (run, p), col in zip(series, colours(len(series)), strict=True):
+        xs, ys = _thin_curve(p.ingest_at, p.ingest_rows, MAX_INGEST_POINTS)
+        ax.step(
+            np.concatenate(([0.0], xs)), np.concatenate(([0.0], ys)),
+            where="post", color=col, label=plain(run.label),
+        )  # fmt: skip
     ax.set_xlabel("seconds since the first write")
     ax.set_ylabel("rows written")
     ax.grid(True, alpha=0.3)
     _legend(ax, len(series))
     rates = ", ".join(
         f"{plain(run.label)} {o.rows_per_s:,.0f} rows/s"
-        for run, _, _ in series
+        for run, _ in series
         if (o := _op(run, Operation.UPSERT)) is not None and o.rows_per_s is not None
     )
     caption = f"Rows acknowledged by the database over time ({rates})."
     return Chart(chart_id, "Ingest throughput", render_svg(fig, chart_id), caption)
 
 
-def vector_charts(
-    prefix: str, runs: Sequence[RunSummary], records: dict[int, list[RequestRecord]]
-) -> list[Chart]:
+def vector_charts(prefix: str, runs: Sequence[RunSummary], records: Path) -> list[Chart]:
+    """The vector charts of one results folder, each run's columns read from ``records``."""
+    points = [load_operation_points(records, run.run_index) for run in runs]
     charts = [
         recall_qps_chart(f"{prefix}-recall-qps", runs),
-        cdf_chart(f"{prefix}-op-cdf", runs, records),
-        ingest_chart(f"{prefix}-ingest", runs, records),
+        cdf_chart(f"{prefix}-op-cdf", runs, points),
+        ingest_chart(f"{prefix}-ingest", runs, points),
     ]
     return [c for c in charts if c is not None]

@@ -6,6 +6,7 @@ package alone; the aifactory CLI only registers this function.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -15,6 +16,9 @@ from aifactory.simulator.server import run
 
 _LATENCY = "Latency model"
 _FAULTS = "Fault injection"
+#: vLLM's variable for the key its OpenAI server requires.
+API_KEY_ENV = "VLLM_API_KEY"
+_GPUS = "Emulated GPUs"
 
 
 def simulate(
@@ -64,9 +68,25 @@ def simulate(
         ),
     ] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed for text, jitter and faults.")] = 0,
+    emulate_gpus: Annotated[
+        int,
+        typer.Option(
+            help="Also serve dcgm-exporter's GPU series for N emulated GPUs, derived from "
+            "the load (for the monitor, reports and dashboards without a GPU).",
+            rich_help_panel=_GPUS,
+        ),
+    ] = 0,
+    gpu_memory_mib: Annotated[
+        int, typer.Option(help="Memory of each emulated GPU (MiB).", rich_help_panel=_GPUS)
+    ] = 81559,
     log_level: Annotated[str, typer.Option(help="debug|info|warning|error|critical")] = "info",
 ) -> None:
-    """Run an OpenAI- and Ollama-compatible inference simulator with vLLM metrics."""
+    """Run an OpenAI- and Ollama-compatible inference simulator with vLLM metrics.
+
+    As vLLM does, requests to /v1/* must carry 'Authorization: Bearer <key>' when the
+    VLLM_API_KEY environment variable is set (there is no option: a key on a command line
+    is visible to every user of the node).
+    """
     try:
         config = SimulatorConfig.from_options(
             host=host,
@@ -82,7 +102,10 @@ def simulate(
             error_rate=error_rate,
             cut_rate=cut_rate,
             seed=seed,
+            emulate_gpus=emulate_gpus,
+            gpu_memory_mib=gpu_memory_mib,
             log_level=log_level.lower(),
+            api_key=os.environ.get(API_KEY_ENV) or None,
         )
     except SimulatorConfigError as exc:
         typer.echo(str(exc), err=True)

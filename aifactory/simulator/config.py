@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
@@ -40,7 +40,13 @@ class SimulatorConfig(BaseModel):
     error_rate: float = Field(default=0.0, ge=0, le=1)
     cut_rate: float = Field(default=0.0, ge=0, le=1)
     seed: int = 0
+    #: Serve dcgm-exporter's series for this many emulated GPUs (``gpus.py``), 0 for none.
+    emulate_gpus: int = Field(default=0, ge=0, le=64)
+    gpu_memory_mib: int = Field(default=81559, ge=1024, le=10_000_000)
     log_level: LogLevel = "info"
+    #: Bearer token required on ``/v1/*`` (vLLM's ``--api-key``); the CLI takes it from
+    #: ``VLLM_API_KEY`` only, never from its command line.
+    api_key: SecretStr | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _rates_fit(self) -> SimulatorConfig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import socket
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -38,11 +40,15 @@ class SimulatorProcess:
     traceback), so every user of the harness also checks the shutdown path.
     """
 
-    def __init__(self, *options: str, startup_timeout: float = 15.0) -> None:
+    def __init__(
+        self, *options: str, startup_timeout: float = 15.0, env: Mapping[str, str] | None = None
+    ) -> None:
+        """``env``: variables added to this process's environment (``VLLM_API_KEY``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._options = options
         self._timeout = startup_timeout
+        self._env = {**os.environ, **env} if env else None
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> SimulatorProcess:
@@ -62,6 +68,7 @@ class SimulatorProcess:
         self.proc = subprocess.Popen(
             [*cmd, "--log-level", "warning", *self._options],
             cwd=ROOT,
+            env=self._env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

@@ -29,6 +29,7 @@ REASONS = {
     100: b"Continue",
     200: b"OK",
     400: b"Bad Request",
+    401: b"Unauthorized",
     404: b"Not Found",
     405: b"Method Not Allowed",
     413: b"Payload Too Large",
@@ -47,6 +48,9 @@ class HttpRequest:
     body: bytes
     keep_alive: bool
     http11: bool
+    #: The ``Authorization`` header's value (empty when absent): checked on ``/v1/*`` when
+    #: the simulator has an API key, as vLLM does.
+    authorization: bytes = b""
 
 
 class Job(Protocol):
@@ -67,6 +71,7 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
+        self._authorization = b""
         self._body: list[bytes] = []
         self._body_size = 0
         self._expect_continue = False
@@ -111,6 +116,7 @@ class Connection(asyncio.Protocol):
     # -- httptools callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url = b""
+        self._authorization = b""
         self._body = []
         self._body_size = 0
         self._expect_continue = False
@@ -120,7 +126,9 @@ class Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lowered = name.lower()
-        if lowered == b"expect" and value.lower() == b"100-continue":
+        if lowered == b"authorization":
+            self._authorization = value
+        elif lowered == b"expect" and value.lower() == b"100-continue":
             self._expect_continue = True
         elif lowered == b"content-length" and value.isdigit() and int(value) > MAX_BODY:
             raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
@@ -145,6 +153,7 @@ class Connection(asyncio.Protocol):
             body=b"".join(self._body) if len(self._body) != 1 else self._body[0],
             keep_alive=parser.should_keep_alive(),
             http11=parser.get_http_version() == "1.1",
+            authorization=self._authorization,
         )
         if self._busy:
             self._pending.append(request)

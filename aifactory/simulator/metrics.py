@@ -23,6 +23,9 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+#: vLLM v1 labels every engine metric with the served model and the engine index.
+VLLM_LABELS = ("model_name", "engine")
+ENGINE = "0"
 
 # Bucket bounds copied from vLLM's v1 metrics so histogram_quantile() results are comparable.
 TTFT_BUCKETS = (
@@ -178,8 +181,8 @@ class SimulatorMetrics:
         return generate_latest(self.registry)
 
     def families(self) -> Iterator[Metric]:
-        labels = ["model_name"]
-        value = [self.model]
+        labels = list(VLLM_LABELS)
+        value = [self.model, ENGINE]
         running = self._running()
         yield _gauge(
             "vllm:num_requests_running",
@@ -243,10 +246,10 @@ class SimulatorMetrics:
         success = CounterMetricFamily(
             "vllm:request_success",
             "Count of successfully processed requests.",
-            labels=["model_name", "finished_reason"],
+            labels=[*VLLM_LABELS, "finished_reason"],
         )
         for reason, n in self.success.items():
-            success.add_metric([self.model, reason], float(n))
+            success.add_metric([self.model, ENGINE, reason], float(n))
         yield success
         yield _histogram(
             "simulator_emission_lateness_seconds",
@@ -258,10 +261,10 @@ class SimulatorMetrics:
         faults = CounterMetricFamily(
             "simulator_injected_faults",
             "Requests the simulator failed on purpose (--error-rate, --cut-rate).",
-            labels=["model_name", "kind"],
+            labels=[*VLLM_LABELS, "kind"],
         )
         for kind, n in self.faults.items():
-            faults.add_metric([self.model, kind], float(n))
+            faults.add_metric([self.model, ENGINE, kind], float(n))
         yield faults
 
 
@@ -286,6 +289,6 @@ def _counter(name: str, doc: str, labels: list[str], values: list[str], v: float
 
 
 def _histogram(name: str, doc: str, values: list[str], hist: FastHistogram) -> Metric:
-    family = HistogramMetricFamily(name, doc, labels=["model_name"])
+    family = HistogramMetricFamily(name, doc, labels=list(VLLM_LABELS))
     family.add_metric(values, hist.cumulative(), sum_value=hist.total)
     return family

@@ -8,6 +8,7 @@ at it unchanged.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import logging
 import secrets
@@ -19,6 +20,7 @@ import orjson
 
 from aifactory.simulator.config import SimulatorConfig
 from aifactory.simulator.engine import SlotScheduler
+from aifactory.simulator.gpus import GpuEmulator
 from aifactory.simulator.http import Connection, HttpRequest
 from aifactory.simulator.latency import FaultInjector, LatencyModel
 from aifactory.simulator.metrics import CONTENT_TYPE, SimulatorMetrics
@@ -63,6 +65,8 @@ class Simulator:
         self._vocab = Vocabulary(config.seed)
         self._model_json = orjson.dumps(config.model)
         self._id_prefix = secrets.token_hex(6)
+        key = config.api_key.get_secret_value() if config.api_key else None
+        self._authorization = b"Bearer " + key.encode() if key else None
         self._ids = itertools.count(1)
         self._started = int(time.time())
         self.scheduler = SlotScheduler(config.max_running)
@@ -71,6 +75,16 @@ class Simulator:
             running=lambda: self.scheduler.running,
             waiting=lambda: self.scheduler.waiting,
             capacity=config.max_running,
+        )
+        self.gpus = (
+            GpuEmulator(
+                config.emulate_gpus,
+                running=lambda: self.scheduler.running,
+                capacity=config.max_running,
+                memory_mib=config.gpu_memory_mib,
+            )
+            if config.emulate_gpus
+            else None
         )
         self._latency = LatencyModel(config)
         self._faults = FaultInjector(config)
@@ -116,6 +130,8 @@ class Simulator:
             reuse_address=True,
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.gpus is not None:
+            self.gpus.start(self.port)
 
     async def stop(self) -> None:
         """Stop accepting, drop open connections (aborting their requests) and wait."""
@@ -128,11 +144,15 @@ class Simulator:
         self._server = None
         if self._clock is not None:
             self._clock.close()
+        if self.gpus is not None:
+            await self.gpus.stop()
 
     # -- routing -------------------------------------------------------------------------------
     def _dispatch(self, conn: Connection, req: HttpRequest) -> None:
         route = self._routes.get(req.path)
-        if route is None:
+        if self._unauthorized(req):
+            conn.respond(401, JSON, b'{"error":"Unauthorized"}')  # vLLM's answer
+        elif route is None:
             err = RequestError(404, f"Not Found: {req.path}", None, "NotFoundError")
             self._error(conn, req.path, err)
         elif route[0] != req.method:
@@ -140,6 +160,12 @@ class Simulator:
             self._error(conn, req.path, RequestError(405, message, None, "MethodNotAllowed"))
         else:
             route[1](conn, req)
+
+    def _unauthorized(self, req: HttpRequest) -> bool:
+        """With an API key, vLLM guards ``/v1/*`` (health and metrics stay open)."""
+        if self._authorization is None or not req.path.startswith("/v1"):
+            return False
+        return not hmac.compare_digest(req.authorization, self._authorization)
 
     def _error(self, conn: Connection, path: str, err: RequestError) -> None:
         body: dict[str, object]
@@ -200,7 +226,10 @@ class Simulator:
         conn.respond(200, JSON, orjson.dumps({"object": "list", "data": [card]}))
 
     def _metrics(self, conn: Connection, req: HttpRequest) -> None:
-        conn.respond(200, METRICS_TYPE, self.metrics.render())
+        body = self.metrics.render()
+        if self.gpus is not None:
+            body += self.gpus.render()
+        conn.respond(200, METRICS_TYPE, body)
 
     def _tags(self, conn: Connection, req: HttpRequest) -> None:
         details = {

@@ -3,8 +3,8 @@
 A run is an asyncio task, so the command is acknowledged at once and a long benchmark never
 holds a JetStream ack open. The benchmarks KV record is the source of truth: a repeated
 command for a known benchmark id is ignored, and a run cut short by a restart of this
-service is marked failed with that reason rather than silently re-run (a second run would
-load the target twice and mix two measurements).
+service is closed ``interrupted``, its records so far kept and summarised, rather than
+silently re-run (a second run would load the target twice and mix two measurements).
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ from pydantic import ValidationError
 
 from aifactory.loadgen.errors import LoadgenError
 from aifactory.loadgen.metrics.records import RequestRecord
+from aifactory.loadgen.recover import recover_interrupted
 from aifactory.loadgen.remote import cancel_workers_job, run_remote_benchmark
 from aifactory.loadgen.results import write_results
 from aifactory.loadgen.runner import run_benchmark
+from aifactory.report.build import build_report
 from aifactory.services.client.metrics import ClientMetrics
+from aifactory.services.client.server_side import add_server_side
 from aifactory.shared import subjects
 from aifactory.shared.bus import describe_validation_error, publish
 from aifactory.shared.executors.base import Executor
@@ -34,6 +37,7 @@ from aifactory.shared.messages import (
     BenchRequested,
     BenchStarted,
 )
+from aifactory.shared.messages.base import utcnow
 from aifactory.shared.registry import (
     BenchmarkRecord,
     KVRegistry,
@@ -75,15 +79,46 @@ class BenchmarkRuns:
         self._stops: dict[str, asyncio.Event] = {}
 
     async def reconcile(self) -> None:
+        """Close the runs a previous process of this service left open: never ``running``
+        for ever, never re-run (the target would be loaded twice)."""
         for record in await self.benchmarks.all():
             if not record.state.is_terminal and record.benchmark_id not in self._tasks:
                 # Its coordinator died with us: do not leave its workers' job idling.
                 await cancel_workers_job(self.executor, record.benchmark_id)
-                await self._finish(
-                    record.benchmark_id,
-                    BenchState.FAILED,
-                    reason="the client service restarted during the run; request it again",
-                )
+                try:
+                    await self._close_interrupted(record)
+                except (OSError, ValueError, LoadgenError) as exc:
+                    # Unreadable leftovers must not crash-loop the service: close it anyway.
+                    log.exception("benchmark %s: cannot recover its records", record.benchmark_id)
+                    await self._finish(
+                        record.benchmark_id,
+                        BenchState.INTERRUPTED,
+                        reason=f"the client service restarted during the run; its records "
+                        f"could not be recovered: {exc}",
+                    )
+
+    async def _close_interrupted(self, record: BenchmarkRecord) -> None:
+        bid = record.benchmark_id
+        reason = "the client service restarted during the run"
+        out = self.settings.effective_benchmarks_dir / bid
+        result = None
+        if record.target_urls and out.is_dir():
+            config = record.workload.at(*record.target_urls)
+            started = record.started or record.created
+            result = await asyncio.to_thread(recover_interrupted, config, out, started_at=started)
+        if result is None:
+            await self._finish(bid, BenchState.INTERRUPTED, reason=f"{reason}; no records yet")
+            return
+        await asyncio.to_thread(write_results, result, out)
+        await asyncio.to_thread(build_report, out)  # says "interrupted: figures are partial"
+        await self._finish(
+            bid,
+            BenchState.INTERRUPTED,
+            reason=f"{reason}; the records received until then are kept",
+            summary=result.summary,
+            results_dir=out,
+            correlation=record.request_id,
+        )
 
     async def request(self, cmd: BenchRequested) -> None:
         record = BenchmarkRecord(
@@ -124,7 +159,12 @@ class BenchmarkRuns:
         assert cmd.target.service_id is not None
         found = await self.services.get(cmd.target.service_id)
         try:
-            return service_urls(cmd.target.service_id, found[0] if found else None)
+            # Workers on compute nodes load the cluster's URLs; load from here, the tunnels'.
+            return service_urls(
+                cmd.target.service_id,
+                found[0] if found else None,
+                from_cluster=cmd.workload.worker_nodes is not None,
+            )
         except TargetNotReady as exc:
             raise TargetError(f"target.service_id: {exc}") from None
 
@@ -145,7 +185,9 @@ class BenchmarkRuns:
             except TargetError as exc:
                 await self._finish(bid, BenchState.FAILED, reason=str(exc))
                 return
-            await self._set(bid, state=BenchState.RUNNING, target_url=url)
+            await self._set(
+                bid, state=BenchState.RUNNING, target_url=url, target_urls=urls, started=utcnow()
+            )
             await publish(
                 self.broker,
                 subjects.BENCH_STARTED,
@@ -163,6 +205,7 @@ class BenchmarkRuns:
                 for rec in batch:
                     self.metrics.requests.labels(rec.error or "ok").inc()
 
+            out = self.settings.effective_benchmarks_dir / bid  # records stream in here
             try:
                 if config.worker_nodes is not None:
                     # Workers on N nodes, launched as one job, reporting over the bus.
@@ -175,6 +218,7 @@ class BenchmarkRuns:
                         stop_event=stop,
                         on_window=on_window,
                         on_records=on_records,
+                        out_dir=out,
                     )
                 else:
                     result = await run_benchmark(
@@ -183,11 +227,15 @@ class BenchmarkRuns:
                         on_window=on_window,
                         on_records=on_records,
                         progress=False,
+                        out_dir=out,
                     )
             except LoadgenError as exc:
                 await self._finish(bid, BenchState.FAILED, reason=str(exc))
                 return
-            out = self.settings.effective_benchmarks_dir / bid
+            if cmd.target.service_id is not None:
+                js = self.broker.connection.jetstream()
+                monitor = self.settings.monitor
+                result = await add_server_side(js, cmd.target.service_id, result, out, monitor)
             await asyncio.to_thread(write_results, result, out)
             await self._finish(
                 bid,

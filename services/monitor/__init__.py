@@ -1,0 +1,1 @@
+"""The monitor service: scrapes every running service's metrics, publishes the samples."""

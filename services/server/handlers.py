@@ -1,9 +1,10 @@
-"""The server service's command consumers: deploy and cancel."""
+"""The server service's consumers: deploy and cancel commands, log alerts."""
 
 from __future__ import annotations
 
 from faststream.nats import NatsRouter
 
+from aifactory.services.server.alerts import consume_alerts
 from aifactory.services.server.lifecycle import Lifecycle
 from aifactory.services.server.tracker import Tracker
 from aifactory.shared import subjects
@@ -50,4 +51,5 @@ def build_router(settings: Settings, lifecycle: Lifecycle, tracker: Tracker) -> 
         on_deadletter=count_deadletter,
         observe_wait=observe_wait,
     )
+    consume_alerts(router, settings, lifecycle)
     return router

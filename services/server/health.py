@@ -25,5 +25,7 @@ async def probe_all(
     client: httpx.AsyncClient, endpoints: Sequence[Endpoint], path: str, timeout: float = 2.0
 ) -> list[str]:
     """Reasons for every unhealthy endpoint; empty means all replicas answer."""
-    results = await asyncio.gather(*(probe(client, e.url + path, timeout) for e in endpoints))
+    results = await asyncio.gather(
+        *(probe(client, e.reachable_url + path, timeout) for e in endpoints)
+    )
     return [r for r in results if r is not None]

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 
 from faststream.nats import NatsBroker
 
 from aifactory.services.server.metrics import ServerMetrics
+from aifactory.services.server.tunnels import Tunnels
 from aifactory.shared import subjects
 from aifactory.shared.bus import publish
 from aifactory.shared.connection import (
@@ -64,9 +66,11 @@ class Lifecycle:
         self.executor = executor
         self.registry = registry
         self.metrics = metrics
+        #: Forwards to the services' endpoints when the executor needs them (slurm+ssh).
+        self.tunnels = Tunnels(executor, registry)
         #: Ids of services whose job is being followed; the poller queries exactly these.
         self.tracked: set[str] = set()
-        self._recoveries: set[asyncio.Task[None]] = set()
+        self._recoveries: set[asyncio.Task[object]] = set()
 
     # -- commands -------------------------------------------------------------------------
 
@@ -148,6 +152,7 @@ class Lifecycle:
             r.job_state = JobState.PENDING
             r.script_path = str(job.script_path)
             r.output_path = str(job.output_path)
+            r.error_path = str(job.error_path) if job.error_path else None
             return r
 
         updated = await self.registry.update(record.service_id, attach)
@@ -180,10 +185,21 @@ class Lifecycle:
                 continue
             if record.job_id is not None:
                 self.tracked.add(record.service_id)
+                if record.endpoints:  # its tunnels, back on their old ports if free
+                    self._background(self._reexpose(record))
                 continue
-            task = asyncio.create_task(self._recover_unsubmitted(record.service_id))
-            self._recoveries.add(task)
-            task.add_done_callback(self._recoveries.discard)
+            self._background(self._recover_unsubmitted(record.service_id))
+
+    def _background(self, work: Coroutine[None, None, object]) -> None:
+        task: asyncio.Task[object] = asyncio.create_task(work)
+        self._recoveries.add(task)
+        task.add_done_callback(self._recoveries.discard)
+
+    async def _reexpose(self, record: ServiceRecord) -> None:
+        try:
+            await self.tunnels.expose(record)
+        except ExecutorError as exc:
+            log.warning("tunnels of %s not re-opened yet: %s", record.service_id, exc)
 
     async def _recover_unsubmitted(self, service_id: str) -> None:
         """Adopt the job a dead process submitted, or submit once the grace has passed."""
@@ -243,7 +259,7 @@ class Lifecycle:
         changed = (
             before.job_state != status.state
             or tuple(before.nodes) != status.nodes
-            or before.reason != status.reason
+            or before.reason != before.reason_with(status.reason)
         )
         if not changed:
             return before
@@ -253,7 +269,7 @@ class Lifecycle:
                 return None
             healthy = r.state is ServiceState.RUNNING
             r.job_state = status.state
-            r.reason = status.reason
+            r.reason = r.reason_with(status.reason)
             r.exit_code = status.exit_code
             if status.nodes and list(status.nodes) != r.nodes:
                 r.nodes = list(status.nodes)
@@ -268,6 +284,7 @@ class Lifecycle:
         after = await self.registry.update(service_id, observe)
         if after.state.is_terminal:
             self.tracked.discard(service_id)
+            await self.tunnels.release(after)
         if after.job_state != before.job_state:
             self.metrics.transitions.labels(status.state.value).inc()
             await self._publish_job(after, status)
@@ -307,7 +324,7 @@ class Lifecycle:
                 return None
             r.set_state(ServiceState.RUNNING)
             r.ready = utcnow()
-            r.reason = None
+            r.reason = r.reason_with(None)
             return r
 
         after = await self.registry.update(record.service_id, ready)
@@ -338,12 +355,13 @@ class Lifecycle:
 
         def fail(r: ServiceRecord) -> ServiceRecord:
             r.set_state(ServiceState.FAILED)
-            r.reason = reason
+            r.reason = r.reason_with(reason)
             r.ended = utcnow()
             return r
 
         await self.registry.update(record.service_id, fail)
         self.tracked.discard(record.service_id)
+        await self.tunnels.release(record)
         if record.job_id is not None:
             await self.executor.cancel(record.job_id)
 

@@ -62,3 +62,15 @@ class ServerMetrics:
             ["method", "route", "status"],
             registry=r,
         )
+        self.gc_removed = Counter(
+            "aifactory_server_gc_removed_folders",
+            "Folders the retention policy removed, by kind (jobs, benchmarks).",
+            ["kind"],
+            registry=r,
+        )
+        self.gc_freed = Counter(
+            "aifactory_server_gc_freed_bytes",
+            "Disk space the retention policy freed, by kind.",
+            ["kind"],
+            registry=r,
+        )

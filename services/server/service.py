@@ -17,6 +17,7 @@ from aifactory.services.server.ingress.app import IngressContext, create_ingress
 from aifactory.services.server.ingress.auth import check_bind
 from aifactory.services.server.lifecycle import Lifecycle
 from aifactory.services.server.metrics import ServerMetrics
+from aifactory.services.server.retention import retention_loop
 from aifactory.services.server.tracker import Tracker
 from aifactory.shared.bus import ensure_topology, make_broker
 from aifactory.shared.executors.base import Executor
@@ -60,11 +61,16 @@ class ServerService(ServiceProcess):
         await lifecycle.reconcile()
         self.broker.include_router(build_router(self.settings, lifecycle, tracker))
         await self.broker.start()
-        services_view = RegistryView(topology.services)
+        services_view = RegistryView(
+            topology.services, reconnects=lambda: int(self.broker.connection.stats["reconnects"])
+        )
         await services_view.start()
+        targets_view = RegistryView(topology.targets)
+        await targets_view.start()
         ingress = create_ingress(
             IngressContext(
                 services_view=services_view,
+                targets_view=targets_view,
                 settings=self.settings,
                 broker=self.broker,
                 services=registry,
@@ -77,6 +83,10 @@ class ServerService(ServiceProcess):
             asyncio.create_task(tracker.run(), name="tracker"),
             asyncio.create_task(self.http.serve(), name="ingress"),
         ]
+        if self.settings.retention.interval_hours is not None:
+            benchmarks = KVRegistry(topology.benchmarks, BenchmarkRecord)
+            loop = retention_loop(self.settings, self.executor, registry, benchmarks, self.metrics)
+            tasks.append(asyncio.create_task(loop, name="retention"))
         stop = asyncio.create_task(self.stopped(), name="stop")
         log.info(
             "server service up: executor=%s ingress=http://%s:%s",
@@ -92,10 +102,11 @@ class ServerService(ServiceProcess):
         finally:
             self.http.should_exit = True
             for task in tasks:
-                if task.get_name() == "tracker":
+                if task.get_name() in ("tracker", "retention"):
                     task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             stop.cancel()
             await services_view.stop()
+            await targets_view.stop()
             await self.broker.stop()
             await self.executor.close()

@@ -22,6 +22,9 @@ from aifactory.shared.states import ServiceState
 
 log = logging.getLogger(__name__)
 
+#: States in which a service's endpoints must be reachable from here (health checks, use).
+_REACHABLE = (ServiceState.STARTING, ServiceState.RUNNING)
+
 
 class Tracker:
     def __init__(self, lifecycle: Lifecycle) -> None:
@@ -89,12 +92,23 @@ class Tracker:
             if status is None:
                 continue
             record = await lc.apply_status(records[service_id], status)
+            if record.endpoints and record.state in _REACHABLE:
+                record = await self._reachable(record)
             if record.state is ServiceState.STARTING:
                 waiting = True
                 checks.append(self._check_health(client, record))
         if checks:
             await asyncio.gather(*checks)
         return waiting
+
+    async def _reachable(self, record: ServiceRecord) -> ServiceRecord:
+        """The record with its endpoints reachable from here (tunnels when the executor needs
+        them); a failure is not fatal, the next poll tries again."""
+        try:
+            return await self.lifecycle.tunnels.expose(record)
+        except ExecutorError as exc:
+            log.warning("no tunnel to %s yet: %s", record.service_id, exc)
+            return record
 
     async def _check_health(self, client: httpx.AsyncClient, record: ServiceRecord) -> None:
         recipe = record.spec
@@ -106,6 +120,8 @@ class Tracker:
         self._last_health[record.service_id] = now
         if not record.endpoints:
             record = await self.lifecycle.discover_endpoints(record)
+            if record.endpoints:  # probed (and published) through the tunnels, if any
+                record = await self._reachable(record)
         if not record.endpoints:
             if self.lifecycle.health_deadline_passed(record, recipe.health.timeout):
                 await self.lifecycle.mark_unhealthy(

@@ -20,6 +20,25 @@ from aifactory.shared import subjects
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600.0
+MB = 1024**2
+#: Every stream and bucket has an age and a size limit, so a long-lived stack cannot fill
+#: the disk (tests/integration/test_limits.py checks every one the stack declares).
+REGISTRY_MAX_AGE = 90 * DAY
+REGISTRY_MAX_BYTES = 256 * MB
+
+#: Job output is a rolling buffer, not an archive (the report folder keeps what matters):
+#: a week at most, 4 GiB in all, and per subject (one file of one job) 100,000 batches —
+#: at the batch limit of 128 KiB that bounds one chatty job, at one line per batch it
+#: still keeps a slow job's last 100,000 lines.
+LOGS_MAX_AGE = 7 * DAY
+LOGS_MAX_BYTES = 4 * 1024 * MB
+LOGS_MAX_BATCHES_PER_SUBJECT = 100_000
+#: A batch re-published after a crash within this window is dropped by its Nats-Msg-Id.
+LOGS_DUPLICATE_WINDOW = 300.0
+#: The monitor's samples: a benchmark copies its window out when it ends, so the stream only
+#: has to cover "what happened lately" for late viewers and reports.
+MONITOR_MAX_AGE = 2 * DAY
+MONITOR_MAX_BYTES = 1024**3
 
 
 def stream_configs() -> list[StreamConfig]:
@@ -32,7 +51,10 @@ def stream_configs() -> list[StreamConfig]:
             # A command re-sent within this window with the same Nats-Msg-Id is dropped.
             duplicate_window=600.0,
             max_age=7 * DAY,
-            discard=DiscardPolicy.OLD,
+            max_bytes=512 * MB,
+            # Full: refuse a new command (the requester is told) rather than drop an old
+            # one nobody has executed yet.
+            discard=DiscardPolicy.NEW,
         ),
         StreamConfig(
             name=subjects.EVENTS_STREAM,
@@ -45,12 +67,38 @@ def stream_configs() -> list[StreamConfig]:
             discard=DiscardPolicy.OLD,
         ),
         StreamConfig(
+            name=subjects.MONITOR_STREAM,
+            subjects=subjects.stream_subjects(subjects.MONITOR_STREAM),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=10.0,
+            max_age=MONITOR_MAX_AGE,
+            max_bytes=MONITOR_MAX_BYTES,
+            discard=DiscardPolicy.OLD,
+        ),
+        StreamConfig(
             name=subjects.DEADLETTER_STREAM,
             subjects=subjects.stream_subjects(subjects.DEADLETTER_STREAM),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            # The server's default, said here: unset, every start saw a drift and updated.
+            duplicate_window=120.0,
             max_age=30 * DAY,
+            max_bytes=128 * MB,
             discard=DiscardPolicy.OLD,
+        ),
+        StreamConfig(
+            name=subjects.LOGS_STREAM,
+            subjects=subjects.stream_subjects(subjects.LOGS_STREAM),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=LOGS_DUPLICATE_WINDOW,
+            max_age=LOGS_MAX_AGE,
+            max_bytes=LOGS_MAX_BYTES,
+            max_msgs_per_subject=LOGS_MAX_BATCHES_PER_SUBJECT,
+            discard=DiscardPolicy.OLD,
+            # Readers find a tail by direct gets (last and next message of a subject).
+            allow_direct=True,
         ),
     ]
 
@@ -59,6 +107,10 @@ def stream_configs() -> list[StreamConfig]:
 class Topology:
     services: KeyValue
     benchmarks: KeyValue
+    #: The logs service's read positions (``<service_id>.<stream>`` → checkpoint).
+    logs: KeyValue
+    #: The monitor's targets per service (Prometheus HTTP SD reads them).
+    targets: KeyValue
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
@@ -73,8 +125,11 @@ async def ensure_streams(js: JetStreamContext) -> None:
         current = info.config
         if (
             sorted(current.subjects or []) != sorted(config.subjects or [])
-            or current.duplicate_window != config.duplicate_window
+            or (config.duplicate_window and current.duplicate_window != config.duplicate_window)
             or current.max_age != config.max_age
+            or current.max_bytes != config.max_bytes
+            or current.discard != config.discard
+            or current.max_msgs_per_subject != config.max_msgs_per_subject
         ):
             await js.update_stream(config)
             log.info("updated stream %s", config.name)
@@ -87,13 +142,26 @@ async def ensure_bucket(js: JetStreamContext, bucket: str, *, history: int = 5) 
         info = await js.stream_info(f"KV_{bucket}")
     except NotFoundError:
         return await js.create_key_value(
-            KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE, direct=True)
+            KeyValueConfig(
+                bucket=bucket,
+                history=history,
+                storage=StorageType.FILE,
+                direct=True,
+                ttl=REGISTRY_MAX_AGE,
+                max_bytes=REGISTRY_MAX_BYTES,
+            )
         )
-    if not info.config.allow_direct:
-        config = info.config
+    config = info.config
+    if (
+        not config.allow_direct
+        or config.max_age != REGISTRY_MAX_AGE
+        or config.max_bytes != REGISTRY_MAX_BYTES
+    ):
         config.allow_direct = True
+        config.max_age = REGISTRY_MAX_AGE
+        config.max_bytes = REGISTRY_MAX_BYTES
         await js.update_stream(config)
-        log.info("enabled direct get on bucket %s", bucket)
+        log.info("updated bucket %s (direct get, limits)", bucket)
     return await js.key_value(bucket)
 
 
@@ -102,4 +170,6 @@ async def ensure_topology(js: JetStreamContext) -> Topology:
     return Topology(
         services=await ensure_bucket(js, subjects.SERVICES_BUCKET),
         benchmarks=await ensure_bucket(js, subjects.BENCHMARKS_BUCKET),
+        logs=await ensure_bucket(js, subjects.LOGS_BUCKET, history=1),
+        targets=await ensure_bucket(js, subjects.TARGETS_BUCKET, history=1),
     )

@@ -11,13 +11,24 @@ a poller with 200 jobs must not run 200 ``squeue`` calls.
 from __future__ import annotations
 
 import abc
+import os
 import re
-from collections.abc import Sequence
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from pydantic import SecretStr
+
 from aifactory.shared.credentials import write_private
+from aifactory.shared.executors.files import (
+    FileStat,
+    JobFile,
+    local_open,
+    local_read_range,
+    local_stat,
+)
 from aifactory.shared.plugins import Registry
 from aifactory.shared.states import JobState
 
@@ -63,6 +74,30 @@ def check_job_name(name: str) -> str:
     return name
 
 
+def stack_secret_variables() -> frozenset[str]:
+    """``AIFACTORY_*`` variables that hold a secret setting (API token, NATS password…)."""
+    from aifactory.shared.settings import Settings  # settings imports the executor registry
+
+    return frozenset(
+        f"AIFACTORY_{name.upper()}"
+        for name, info in Settings.model_fields.items()
+        if info.annotation is SecretStr or SecretStr in typing.get_args(info.annotation)
+    )
+
+
+def submit_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment jobs are submitted with: ours, minus the stack's own secrets.
+
+    A job inherits the environment it is submitted from (SLURM exports it, and slurmctld
+    keeps a copy in its state directory). A recipe's ``secrets_env`` is meant to go
+    through; the ingress token and the bus credentials are not: a job runs third-party
+    code (vLLM, Ollama), and load workers get the bus password from their secrets file.
+    """
+    hidden = stack_secret_variables()
+    source = os.environ if environ is None else environ
+    return {k: v for k, v in source.items() if k.upper() not in hidden}
+
+
 @dataclass(frozen=True, slots=True)
 class JobStatus:
     """One job as the scheduler sees it at one moment."""
@@ -80,9 +115,11 @@ class SubmittedJob:
     job_id: str
     name: str
     script_path: Path
-    #: Where the job's stdout/stderr go (SLURM's ``%x-%j.out`` naming, also for ``local``).
+    #: Where the job's stdout goes (SLURM's ``%x-%j.out`` naming, also for ``local``).
     output_path: Path
     extra: dict[str, str] = field(default_factory=dict)
+    #: Where its stderr goes (``%x-%j.err``); ``None``: into ``output_path`` too.
+    error_path: Path | None = None
 
 
 class Executor(abc.ABC):
@@ -90,6 +127,13 @@ class Executor(abc.ABC):
 
     #: The name settings and the CLI select this executor by (``AIFACTORY_EXECUTOR``).
     kind: ClassVar[str]
+    #: Job files live on another machine (``slurm+ssh``): the paths this executor takes and
+    #: hands out are the cluster's, reachable only through its file methods.
+    remote_files: ClassVar[bool] = False
+    #: Jobs start their tasks with ``srun`` (SLURM); otherwise the script forks them.
+    has_srun: ClassVar[bool] = False
+    #: Jobs run on this very machine (``local``): its loopback addresses reach them.
+    runs_jobs_here: ClassVar[bool] = False
 
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -106,8 +150,9 @@ class Executor(abc.ABC):
     async def submit(self, script: str, name: str, workdir: Path) -> SubmittedJob:
         """Save ``script`` as ``workdir/<name>.sh`` (kept for debugging) and submit it.
 
-        Output goes to ``workdir/<name>-<job_id>.out``. Raises ``ExecutorError`` with the
-        scheduler's message when submission is refused.
+        Output goes to ``workdir/<name>-<job_id>.out`` (stdout) and ``.err`` (stderr), see
+        :func:`~aifactory.shared.executors.files.job_output_paths`. Raises ``ExecutorError``
+        with the scheduler's message when submission is refused.
         """
 
     @staticmethod
@@ -166,6 +211,23 @@ class Executor(abc.ABC):
             return b"", offset
         return data, offset + len(data)
 
+    # -- following job files (the logs service) ---------------------------------------------
+    # These read this host's file system. An executor whose job files live elsewhere (SFTP)
+    # overrides all three; the logs service uses nothing else to reach them.
+
+    async def stat(self, path: Path) -> FileStat | None:
+        """Identity (device, inode), size and mtime of a job file; ``None`` if absent."""
+        return local_stat(path)
+
+    async def read_range(self, path: Path, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes of ``path`` from ``offset`` (fewer at its end)."""
+        return local_read_range(path, offset, length)
+
+    async def open_file(self, path: Path) -> JobFile | None:
+        """An open handle on a job file (``None`` if absent): reads through it stay on
+        that file after a rename, so a rotated log can be finished."""
+        return local_open(path)
+
     async def write_secret(self, path: Path, text: str) -> None:
         """Write a file only its owner can read (mode 0600, created so) where jobs run: how
         a job receives credentials without them entering its script or command line."""
@@ -174,6 +236,22 @@ class Executor(abc.ABC):
     async def remove_file(self, path: Path) -> None:
         """Delete a job file; a file already gone is not an error."""
         path.unlink(missing_ok=True)
+
+    async def expose(
+        self, host: str, port: int, *, prefer_port: int | None = None
+    ) -> tuple[str, int] | None:
+        """Make ``host:port`` (a service on a compute node) reachable from this machine.
+
+        Returns the local address that now leads there, or ``None`` when ``host:port`` is
+        reachable as it is (this base, ``local`` and ``slurm``, which run on the cluster).
+        ``slurm+ssh`` opens a port forward, on ``prefer_port`` when it is free (so a URL
+        stays the same across reconnects and restarts). Repeating the call is cheap and
+        re-opens a forward that dropped.
+        """
+        return None
+
+    async def unexpose(self, host: str, port: int) -> None:  # noqa: B027 - nothing exposed
+        """Close what :meth:`expose` opened for ``host:port``; nothing open is not an error."""
 
     async def stop_with_stack(self) -> None:  # noqa: B027 - a scheduler's jobs outlive us
         """Cancel the jobs that must not outlive ``aifactory up`` (the ``local`` executor's

@@ -1,7 +1,8 @@
 """The ``local`` executor: batch scripts as local process groups, no SLURM needed.
 
-For laptops and CI. Files are named as with SLURM (``workdir/<name>.sh``, output in
-``workdir/<name>-<id>.out``) so everything downstream (log tailing, reports) is the same.
+For laptops and CI. Files are named as with SLURM (``workdir/<name>.sh``, stdout in
+``workdir/<name>-<id>.out``, stderr in ``.err``) so everything downstream (log following,
+reports) is the same.
 Job ids are increasing integers kept in ``state_dir/job-counter`` under an exclusive lock,
 so they never collide between executor instances and survive restarts.
 
@@ -35,7 +36,9 @@ from aifactory.shared.executors.base import (
     JobStatus,
     SubmittedJob,
     check_job_name,
+    submit_environment,
 )
+from aifactory.shared.executors.files import job_output_paths
 from aifactory.shared.executors.local_runner import (
     LocalJobRecord,
     LocalJobSpec,
@@ -57,6 +60,8 @@ LAUNCH_TIMEOUT = 60.0
 
 class LocalExecutor(Executor, name="local"):
     """Run batch scripts on this machine with SLURM's file naming and environment."""
+
+    runs_jobs_here = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalExecutor:
@@ -127,11 +132,13 @@ class LocalExecutor(Executor, name="local"):
         workdir = workdir.resolve()
         script_path = self.write_script(script, name, workdir)
         job_id = await asyncio.to_thread(self._next_job_id)
+        output_path, error_path = job_output_paths(workdir, name, job_id)
         spec = LocalJobSpec(
             job_id=job_id,
             name=name,
             script_path=script_path,
-            output_path=workdir / f"{name}-{job_id}.out",
+            output_path=output_path,
+            error_path=error_path,
             workdir=workdir,
             submitted_at=time.time(),
         )
@@ -145,6 +152,7 @@ class LocalExecutor(Executor, name="local"):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                env=submit_environment(),  # the runner hands its environment to the job
             )
             out, err = await asyncio.wait_for(proc.communicate(), self.launch_timeout)
         except (OSError, TimeoutError) as exc:
@@ -163,6 +171,7 @@ class LocalExecutor(Executor, name="local"):
             name=name,
             script_path=script_path,
             output_path=spec.output_path,
+            error_path=spec.error_path,
             extra={"runner_pid": out.decode().strip()},
         )
 

@@ -4,8 +4,9 @@ The ``local`` executor starts this module per job. It detaches (double fork, new
 that the job outlives the server, even a ``kill -9`` of it, and is reaped by init rather than
 left a zombie of the server. The detached runner then plays slurmstepd's part:
 
-- runs ``bash <script>`` in its own process group, with SLURM-like environment variables and
-  stdout+stderr going to the job's output file;
+- runs ``bash <script>`` in its own process group, with SLURM-like environment variables,
+  stdout going to the job's output file and stderr to its error file (``--output`` and
+  ``--error`` as the ``slurm`` executor submits them);
 - enforces ``#SBATCH --time`` (to the second, where SLURM rounds up to minutes) → TIMEOUT;
 - on SIGTERM (``cancel``) ends the job's process group: TERM, then KILL after a grace → CANCELLED;
 - records every state change atomically in ``<jobs_dir>/<id>.json`` (the executor's only
@@ -49,6 +50,8 @@ class LocalJobSpec(BaseModel):
     name: str
     script_path: Path
     output_path: Path
+    #: ``None`` (a spec written before stderr had its own file): stderr joins stdout.
+    error_path: Path | None = None
     workdir: Path
     submitted_at: float
 
@@ -182,12 +185,15 @@ class _Supervisor:
         self.record.started_at = time.time()
         try:
             self.record.time_limit = sbatch_time_limit(self.spec.script_path.read_text())
-            with self.spec.output_path.open("wb") as out:
+            error_path = self.spec.error_path
+            with contextlib.ExitStack() as files:
+                out = files.enter_context(self.spec.output_path.open("wb"))
+                err = files.enter_context(error_path.open("wb")) if error_path else None
                 proc = subprocess.Popen(
                     ["bash", str(self.spec.script_path)],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
-                    stderr=subprocess.STDOUT,
+                    stderr=err if err is not None else subprocess.STDOUT,
                     cwd=self.spec.workdir,
                     env=slurm_env(self.spec),
                     process_group=0,

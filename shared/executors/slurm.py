@@ -26,7 +26,9 @@ from aifactory.shared.executors.base import (
     SchedulerCommandError,
     SubmittedJob,
     check_job_name,
+    submit_environment,
 )
+from aifactory.shared.executors.files import job_output_paths
 from aifactory.shared.executors.slurm_states import (
     SACCT_FORMAT,
     SQUEUE_FORMAT,
@@ -47,7 +49,13 @@ _NO_ACCOUNTING = ("accounting storage is disabled", "accounting_storage/none")
 
 
 class SlurmExecutor(Executor, name="slurm"):
-    """Submit and watch batch jobs with the SLURM commands found on this host."""
+    """Submit and watch batch jobs with the SLURM commands found on this host.
+
+    Subclasses run the same commands elsewhere by overriding :meth:`_program`,
+    :meth:`_exec`, :meth:`_store_script` and :meth:`_queue_user` (``slurm+ssh``).
+    """
+
+    has_srun = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SlurmExecutor:
@@ -95,19 +103,31 @@ class SlurmExecutor(Executor, name="slurm"):
         Every scheduler command goes through here. A non-zero exit raises
         :class:`SchedulerCommandError` with the command, exit code, stdout and stderr; a
         command that does not answer in time is killed and raises :class:`ExecutorError`.
+        Where and how it runs is :meth:`_exec`'s business (here, or on a login node).
         """
-        program = self._resolve(name)
+        argv = [self._program(name), *args]
         self.calls[name] += 1
+        returncode, stdout, stderr = await self._exec(name, argv)
+        if returncode:
+            raise SchedulerCommandError([name, *args], returncode, stdout, stderr)
+        return stdout
+
+    def _program(self, name: str) -> str:
+        """The path ``_exec`` runs for the SLURM command ``name``."""
+        return self._resolve(name)
+
+    async def _exec(self, name: str, argv: list[str]) -> tuple[int, str, str]:
+        """Run ``argv`` on this host: exit code, stdout, stderr (killed after the timeout)."""
         try:
             proc = await asyncio.create_subprocess_exec(
-                program,
-                *args,
+                *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                env=submit_environment(),  # sbatch exports it into the job
             )
         except OSError as exc:
-            raise ExecutorError(f"cannot run {program}: {exc}") from exc
+            raise ExecutorError(f"cannot run {argv[0]}: {exc}") from exc
         try:
             out, err = await asyncio.wait_for(proc.communicate(), self.command_timeout)
         except TimeoutError:
@@ -117,16 +137,22 @@ class SlurmExecutor(Executor, name="slurm"):
                 f"{name} did not answer within {self.command_timeout:g} s (killed); "
                 "is slurmctld up? (`sinfo`, the slurmctld log)"
             ) from None
-        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
-        if proc.returncode:
-            raise SchedulerCommandError([name, *args], proc.returncode, stdout, stderr)
-        return stdout
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+    async def _store_script(self, script: str, name: str, workdir: Path) -> tuple[Path, Path]:
+        """Save the script where the job runs: the absolute job folder and the script's path."""
+        workdir = workdir.resolve()
+        return workdir, self.write_script(script, name, workdir)
+
+    async def _queue_user(self) -> str:
+        """Whose jobs ``squeue`` lists: this process's user here."""
+        return self.user
 
     # -- Executor ---------------------------------------------------------------------------
 
     async def submit(self, script: str, name: str, workdir: Path) -> SubmittedJob:
-        workdir = workdir.resolve()
-        script_path = self.write_script(script, name, workdir)
+        workdir, script_path = await self._store_script(script, name, workdir)
         # sbatch expands %-patterns in file names: a literal % in the directory is %%.
         pattern_dir = str(workdir).replace("%", "%%")
         stdout = await self._call(
@@ -134,6 +160,7 @@ class SlurmExecutor(Executor, name="slurm"):
             "--parsable",
             f"--job-name={name}",
             f"--output={pattern_dir}/%x-%j.out",
+            f"--error={pattern_dir}/%x-%j.err",
             f"--chdir={workdir}",
             str(script_path),
         )
@@ -142,11 +169,13 @@ class SlurmExecutor(Executor, name="slurm"):
         if not is_job_id(job_id):
             raise ExecutorError(f"sbatch accepted job {name!r} but printed no job id: {stdout!r}")
         extra = {"cluster": cluster} if cluster else {}
+        output_path, error_path = job_output_paths(workdir, name, job_id)
         return SubmittedJob(
             job_id=job_id,
             name=name,
             script_path=script_path,
-            output_path=workdir / f"{name}-{job_id}.out",
+            output_path=output_path,
+            error_path=error_path,
             extra=extra,
         )
 
@@ -156,7 +185,12 @@ class SlurmExecutor(Executor, name="slurm"):
             return {}
         # A failure raises: "no answer" must never read as "every job vanished".
         stdout = await self._call(
-            "squeue", "--noheader", "--states=all", f"--user={self.user}", "-O", SQUEUE_FORMAT
+            "squeue",
+            "--noheader",
+            "--states=all",
+            f"--user={await self._queue_user()}",
+            "-O",
+            SQUEUE_FORMAT,
         )
         wanted_set = set(wanted)
         found: dict[str, JobStatus] = {}
@@ -223,7 +257,7 @@ class SlurmExecutor(Executor, name="slurm"):
             "squeue",
             "--noheader",
             "--states=all",
-            f"--user={self.user}",
+            f"--user={await self._queue_user()}",
             f"--name={name}",
             "--format=%i",
         )

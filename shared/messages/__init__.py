@@ -12,9 +12,26 @@ from aifactory.shared.messages.bench import (
 )
 from aifactory.shared.messages.deploy import DeployCancel, DeployRequested
 from aifactory.shared.messages.jobs import Endpoint, JobEvent, ServiceReady, ServiceUnhealthy
-from aifactory.shared.messages.observe import DeadLetter, LogLines, MonitorSamples, Sample
+from aifactory.shared.messages.logs import (
+    AlertSeverity,
+    FileId,
+    LogAlert,
+    LogEof,
+    LogLines,
+    LogStream,
+    StreamEnd,
+)
+from aifactory.shared.messages.monitor import (
+    MonitorSamples,
+    ScrapeTarget,
+    SeriesGroup,
+    ServiceTargets,
+    TargetRole,
+)
+from aifactory.shared.messages.observe import DeadLetter
 
 __all__ = [
+    "AlertSeverity",
     "BenchCancel",
     "BenchCompleted",
     "BenchFailed",
@@ -26,14 +43,22 @@ __all__ = [
     "DeployCancel",
     "DeployRequested",
     "Endpoint",
+    "FileId",
     "JobEvent",
+    "LogAlert",
+    "LogEof",
     "LogLines",
+    "LogStream",
     "Message",
     "Model",
     "MonitorSamples",
-    "Sample",
+    "ScrapeTarget",
+    "SeriesGroup",
     "ServiceReady",
+    "ServiceTargets",
     "ServiceUnhealthy",
+    "StreamEnd",
+    "TargetRole",
     "new_id",
     "utcnow",
 ]

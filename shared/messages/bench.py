@@ -75,7 +75,9 @@ class BenchCompleted(Message):
     """The run ended by itself or was cancelled; its results are written."""
 
     benchmark_id: str = BENCHMARK_ID
-    state: BenchState = Field(description="completed, or cancelled.")
+    state: BenchState = Field(
+        description="completed, cancelled, or interrupted (its process died; records kept)."
+    )
     summary: BenchSummary | None = Field(
         default=None, description="Every statistic; none when cancelled before any load."
     )

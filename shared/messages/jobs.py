@@ -15,8 +15,19 @@ class Endpoint(Model):
 
     host: str = Field(description="Host name or address the replica listens on.")
     port: int = Field(ge=1, le=65535, description="Its port.")
-    url: str = Field(description="Base URL, e.g. ``http://node12:8000``.")
+    url: str = Field(description="Base URL on the cluster, e.g. ``http://node12:8000``.")
     replica: int = Field(default=0, ge=0, description="Replica index within the service.")
+    local_url: str | None = Field(
+        default=None,
+        description="Base URL of a tunnel to it on the machine running the server (the "
+        "``slurm+ssh`` executor's port forward, e.g. ``http://127.0.0.1:40123``); unset "
+        "when ``url`` is reachable from there as it is.",
+    )
+
+    @property
+    def reachable_url(self) -> str:
+        """The URL to use from the server's machine: the tunnel's, else the cluster's."""
+        return self.local_url or self.url
 
 
 class JobEvent(Message):

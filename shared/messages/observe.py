@@ -1,35 +1,10 @@
-"""Monitoring samples, log lines and dead letters."""
+"""Dead letters (log messages: :mod:`.logs`; the monitor's: :mod:`.monitor`)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from aifactory.shared.messages.base import ID_PATTERN, Message, Model
-
-
-class Sample(Model):
-    """One scraped value."""
-
-    name: str = Field(description="Metric name as exposed (``vllm:num_requests_running``).")
-    labels: dict[str, str] = Field(default_factory=dict, description="Its labels.")
-    value: float = Field(description="The value.")
-    timestamp: float = Field(description="Scrape time, seconds since the epoch.")
-
-
-class MonitorSamples(Message):
-    """Samples scraped from one service's targets."""
-
-    service_id: str = Field(pattern=ID_PATTERN, description="The service scraped.")
-    samples: list[Sample] = Field(description="Every sample of one scrape round.")
-
-
-class LogLines(Message):
-    """A batch of lines of one job output stream."""
-
-    service_id: str = Field(pattern=ID_PATTERN, description="The service (or job) it is from.")
-    stream: str = Field(description="``out`` or ``err``.")
-    lines: list[str] = Field(description="Complete lines, in order.")
-    offset: int = Field(ge=0, description="Byte offset of the first line in the file.")
+from aifactory.shared.messages.base import Message
 
 
 class DeadLetter(Message):

@@ -15,6 +15,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from aifactory.shared.messages.monitor import LABEL_NAME_PATTERN, LABEL_VALUE_PATTERN
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -198,3 +200,13 @@ SetupCommand = Annotated[list[Text], BeforeValidator(_split_command), AfterValid
 #: A model a server pulls at start (Ollama's ``name:tag``, ``namespace/name:tag``): no
 #: quotes, spaces or backslashes, so it can sit inside the JSON of a pull request.
 ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")]
+#: Prometheus target labels a recipe adds: they reach Prometheus configs and dashboards.
+LabelName = Annotated[
+    str,
+    _matching(LABEL_NAME_PATTERN, "use a letter, then up to 62 letters, digits or '_'"),
+]
+LabelValue = Annotated[
+    str,
+    Field(coerce_numbers_to_str=True),
+    _matching(LABEL_VALUE_PATTERN, "use up to 128 of A-Z a-z 0-9 _ . : / @ + , = -"),
+]

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from aifactory.shared.messages.jobs import Endpoint
+from aifactory.shared.messages.monitor import RESERVED_LABELS
 from aifactory.shared.recipes.checks import cross_field_problems
 from aifactory.shared.recipes.errors import (
     FIELDS_ERROR_TYPE,
@@ -30,6 +31,8 @@ from aifactory.shared.recipes.fields import (
     HealthPath,
     Identifier,
     Image,
+    LabelName,
+    LabelValue,
     Memory,
     ModelName,
     Name,
@@ -111,6 +114,39 @@ class ApptainerOptions(StrictModel):
     writable_tmpfs: bool = False
 
 
+#: dcgm-exporter's image, for GPU jobs on nodes where ``dcgm-exporter`` is not installed
+#: (pull it once into a ``.sif`` where compute nodes have no registry access).
+DEFAULT_DCGM_IMAGE = "docker://nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless"
+
+
+class Monitoring(StrictModel):
+    """Metrics for the monitor service and a site Prometheus; on unless ``enabled: false``.
+
+    The job starts ``prometheus-node-exporter`` on each of its nodes and, when it has GPUs,
+    ``dcgm-exporter`` (from the PATH, else ``dcgm_image`` through Apptainer), each on a free
+    port recorded in ``exporters-<node index>.json``; a site's exporters already running on
+    fixed ports are recorded instead (``*_port``). ``metrics_path`` is the server's own
+    Prometheus path, scraped on every endpoint; leave it unset for servers without one.
+    """
+
+    enabled: bool = True
+    metrics_path: HealthPath | None = None
+    node_exporter: bool = True
+    node_exporter_port: Port | None = None
+    dcgm_exporter: bool = True
+    dcgm_exporter_port: Port | None = None
+    dcgm_image: Image | None = DEFAULT_DCGM_IMAGE
+    #: Extra labels on every target of the service (Prometheus and the bus).
+    labels: dict[LabelName, LabelValue] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _own_labels(self) -> Monitoring:
+        taken = sorted(set(self.labels) & RESERVED_LABELS)
+        if taken:
+            raise ValueError(f"labels {taken} are set by aifactory itself; choose other names")
+        return self
+
+
 class Recipe(StrictModel):
     """A deployable service: container or native command, resources, ports, health check.
 
@@ -146,6 +182,7 @@ class Recipe(StrictModel):
     replicas: Replicas | None = None
     health: Health = Field(default_factory=Health)
     apptainer: ApptainerOptions = Field(default_factory=ApptainerOptions)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
     @model_validator(mode="after")
     def _cross_field(self) -> Recipe:

@@ -156,6 +156,21 @@ def _ports(recipe: Recipe) -> list[PortSlot]:
     ]
 
 
+def _exporters(recipe: Recipe) -> dict[str, Any] | None:
+    """What ``_exporters.sh.j2`` starts on each node, or ``None`` for nothing at all."""
+    m = recipe.monitoring
+    dcgm = m.dcgm_exporter and recipe.resources.gpu > 0
+    if not m.enabled or not (m.node_exporter or dcgm):
+        return None
+    return {
+        "node": m.node_exporter,
+        "node_port": m.node_exporter_port,
+        "dcgm": dcgm,
+        "dcgm_port": m.dcgm_exporter_port,
+        "dcgm_image": m.dcgm_image,
+    }
+
+
 def _context(
     recipe: Recipe, job_name: str, workdir: Path, service_id: str, extra_env: Mapping[str, str]
 ) -> dict[str, Any]:
@@ -232,6 +247,7 @@ def _context(
         },
         "argv": argv,
         "extra_args": extra_args,
+        "exporters": _exporters(recipe),
     }
 
 

@@ -92,7 +92,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 45  # generous: CI machines are slow
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
@@ -194,6 +194,7 @@ def aifactory_up(
         "AIFACTORY_NATS_URL": f"nats://127.0.0.1:{free_port()}",
         "AIFACTORY_INGRESS_PORT": str(ingress),
         "AIFACTORY_CLIENT_PORT": str(free_port()),
+        "AIFACTORY_LOGS_PORT": str(free_port()),
         "AIFACTORY_POLL_INTERVAL": "0.3",
         **(env_extra or {}),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -38,6 +39,13 @@ def test_up_deploy_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         service_id = deploy.stdout.split("deploy requested: service ", 1)[1].split()[0]
         output = stack.cli("services", "logs", service_id, "-n", "20", timeout=30)
         assert "aifactory: job" in output.stdout, output.stdout + output.stderr
+        # `aifactory up` started the monitor: it scrapes the node exporter the job started
+        for _ in range(40):
+            targets = stack.cli("monitor", "targets", service_id, timeout=30)
+            if " node " in targets.stdout and " up " in targets.stdout:
+                break
+            time.sleep(0.5)
+        assert " node " in targets.stdout and " up " in targets.stdout, targets.stdout
         bad = stack.cli("deploy", "inference/httpserver", "--set", "resources.gpus=1", timeout=30)
         assert bad.returncode != 0
         assert "resources.gpus" in bad.stderr and "valid keys" in bad.stderr

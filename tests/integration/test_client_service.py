@@ -17,6 +17,7 @@ import httpx
 import nats
 import pytest
 
+from aifactory.loadgen.results import read_records
 from aifactory.shared import subjects
 from aifactory.shared.bus import ensure_topology
 from aifactory.shared.messages import BenchCancel, BenchRequested, BenchTarget, Endpoint
@@ -142,7 +143,7 @@ async def test_bench_by_service_id_publishes_events_and_stores_results(
     summary = json.loads((results / "summary.json").read_text())
     [run] = summary["runs"]
     assert run["requests_ok"] == 40 and run["requests_failed"] == 0
-    assert len((results / "records.jsonl").read_text().splitlines()) == 40
+    assert read_records(results / "records.parquet").num_rows == 40
     seen = []
     while True:
         try:
@@ -245,6 +246,6 @@ async def test_distributed_workers_through_the_client_service(
     record = await _wait_record(bus.benchmarks, "dist", 90)
     assert record.state.value == "completed", record.reason
     results = Path(record.results_dir or "")
-    lines = (results / "records.jsonl").read_text().splitlines()
-    workers = {json.loads(line)["worker_id"] for line in lines}
+    lines = read_records(results / "records.parquet").to_pylist()
+    workers = {line["worker_id"] for line in lines}
     assert len(lines) == 60 and workers == {0, 1}

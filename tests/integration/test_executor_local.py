@@ -112,7 +112,8 @@ async def test_exit_code_and_failure(executor: LocalExecutor, tmp_path: Path) ->
     ok = await executor.submit(BASH + "echo fine\n", "works", tmp_path)
     status = await wait_for(executor, failing.job_id, ended)
     assert (status.state, status.exit_code) == (JobState.FAILED, 3)
-    assert failing.output_path.read_text() == "oops\n"  # stderr goes to the output file too
+    assert failing.output_path.read_text() == ""  # stderr has its own file, as with SLURM
+    assert failing.error_path is not None and failing.error_path.read_text() == "oops\n"
     done = await wait_for(executor, ok.job_id, ended)
     assert (done.state, done.exit_code) == (JobState.COMPLETED, 0)
     assert int(ok.job_id) > int(failing.job_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from aifactory.shared.natsd import free_port
+from tests.conftest import need_tool
 
 pytestmark = pytest.mark.nats
 
@@ -21,7 +22,7 @@ service:
   recipe: inference/simulator
   overrides:
     ports: {{http: {port}}}
-    extra_args: [--ttft-ms, "10", --itl-ms, "2", --output-tokens, "8"]
+    extra_args: [--ttft-ms, "10", --itl-ms, "2", --output-tokens, "8", --emulate-gpus, "2"]
     health: {{path: /health, timeout: 30, interval: 0.3}}
 workloads:
   - name: sync
@@ -46,6 +47,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
         "AIFACTORY_NATS_URL": f"nats://127.0.0.1:{free_port()}",
         "AIFACTORY_INGRESS_PORT": str(free_port()),
         "AIFACTORY_CLIENT_PORT": str(free_port()),
+        "AIFACTORY_LOGS_PORT": str(free_port()),
+        "AIFACTORY_LOGS_END_GRACE": "1",
         "AIFACTORY_POLL_INTERVAL": "0.3",
     }
 
@@ -71,9 +74,27 @@ def test_experiment_runs_end_to_end_and_writes_the_report_folder(tmp_path: Path)
         assert summary["runs"][0]["requests_ok"] == count
     html = (folder / "report.html").read_text()
     assert "<svg" in html and "ci-experiment" in html
+    # the server's side: the simulator's two emulated GPUs and its job's node exporter
+    need_tool("prometheus-node-exporter")
+    assert html.count("<h3>Server and GPU</h3>") == 2
+    rate = json.loads((folder / "workloads" / "rate" / "summary.json").read_text())
+    server = rate["runs"][0]["server"]
+    assert server["gpus"] == 2 and server["gpu_util_max"] > 0, server
+    assert server["node_cpu_util_mean"] is not None and server["node_memory_used_max_bytes"]
+    assert server["server_generation_tokens"] >= server["client_output_tokens"] > 0
+    rows = (folder / "workloads" / "rate" / "server_metrics.jsonl").read_text()
+    assert '"DCGM_FI_DEV_POWER_USAGE"' in rows and '"node_cpu_seconds_total"' in rows
     service = json.loads((folder / "service" / "service.json").read_text())
     assert service["state"] == "cancelled"  # teardown: always
     assert any(p.suffix == ".sh" for p in (folder / "service").iterdir())
+    # The service's log, from the logs stream to its end of output, linked from the report.
+    sid = service["service_id"]
+    out_log = (folder / "logs" / f"{sid}.out.log").read_text()
+    err_log = (folder / "logs" / f"{sid}.err.log").read_text()
+    assert out_log.startswith("aifactory: job ") and "simulator ready on" in err_log
+    assert "simulator shutting down" in err_log  # complete: read up to the job's end
+    assert f'href="logs/{sid}.err.log"' in html and "No failure pattern" in html
+    assert json.loads((folder / "logs" / "alerts.json").read_text()) == []
     assert json.loads((folder / "versions.json").read_text())["packages"]["aifactory"]
     assert "api_token" in (folder / "settings.json").read_text()
 

@@ -2,53 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import httpx
 import pytest
 
-from aifactory.services.server.ingress.app import IngressContext, create_ingress
 from aifactory.services.server.ingress.auth import InsecureBindError, check_bind
-from aifactory.services.server.metrics import ServerMetrics
-from aifactory.shared.bus import ensure_topology, make_broker
 from aifactory.shared.messages import Endpoint
-from aifactory.shared.natsd import EmbeddedNats, free_port
-from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
-from aifactory.shared.registry_view import RegistryView
-from aifactory.shared.settings import Settings
+from aifactory.shared.natsd import free_port
+from aifactory.shared.registry import ServiceRecord
 from aifactory.shared.states import ServiceState
 from aifactory.simulator.harness import SimulatorProcess
 
 pytestmark = pytest.mark.nats
-
-
-@pytest.fixture
-async def ingress(
-    nats_server: EmbeddedNats, tmp_path: Path
-) -> AsyncIterator[tuple[httpx.AsyncClient, KVRegistry[ServiceRecord]]]:
-    settings = Settings(nats_url=nats_server.url, state_dir=tmp_path, api_token="s3cret")
-    broker = make_broker(settings, name="test")
-    await broker.connect()
-    topo = await ensure_topology(broker.connection.jetstream())
-    registry = KVRegistry(topo.services, ServiceRecord)
-    view = RegistryView(topo.services)
-    await view.start()
-    app = create_ingress(
-        IngressContext(
-            services_view=view,
-            settings=settings,
-            broker=broker,
-            services=registry,
-            benchmarks=KVRegistry(topo.benchmarks, BenchmarkRecord),
-            metrics=ServerMetrics(),
-        )
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as client:
-        yield client, registry
-    await view.stop()
-    await broker.stop()
 
 
 def _record(service_id: str, urls: list[str]) -> ServiceRecord:

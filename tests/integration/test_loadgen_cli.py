@@ -15,6 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from aifactory.cli.bench import register
+from aifactory.loadgen.results import read_records
 from tests.integration.test_loadgen_simfixture import running
 
 
@@ -68,7 +69,7 @@ def test_bench_run_writes_results(tmp_path: Path) -> None:
     assert run["requests_ok"] == 10 and run["warmup_excluded"] == 2
     assert run["goodput_requests"] == 10
     assert summary["config"]["backend"] == "openai_chat"
-    assert len((out / "records.jsonl").read_text().splitlines()) == 12
+    assert read_records(out / "records.parquet").num_rows == 12
     assert (out / "summary.csv").read_text().startswith("run_index,")
 
 

@@ -12,7 +12,6 @@ import pytest
 
 from aifactory.loadgen import (
     BenchConfig,
-    read_records,
     read_summary,
     run_benchmark,
     write_results,
@@ -21,6 +20,7 @@ from aifactory.loadgen.errors import WorkerError
 from aifactory.loadgen.messages import WorkerSpec
 from aifactory.loadgen.runner import worker_specs
 from aifactory.loadgen.scheduler import plan_for_profile
+from aifactory.loadgen.store import iter_records
 from aifactory.loadgen.workers import ProcessWorkers, spec_json
 from aifactory.shared.results import PERCENTILES, Distribution
 from tests.integration.test_loadgen_simfixture import running
@@ -54,7 +54,7 @@ async def test_two_worker_processes_merge_percentiles_exactly(tmp_path: Path) ->
         )
         result = await run_benchmark(cfg)
     paths = write_results(result, tmp_path)
-    records = read_records(paths["records"])
+    records = list(iter_records(paths["records"]))
     run = read_summary(paths["summary"]).runs[0]
     assert run.workers == 2
     assert len(set(run.worker_pids)) == 2 and os.getpid() not in run.worker_pids

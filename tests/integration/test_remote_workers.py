@@ -275,7 +275,13 @@ async def test_two_workers_on_slurm_merge_exactly(
 ) -> None:
     need(_slurm_ready(), "a running SLURM cluster (sudo deploy/local-slurm/up.sh)")
     jobs = Path(f"/tmp/aifactory-test-remote-{os.getpid()}-{time.monotonic_ns()}")
-    settings = settings_for(nats_server, tmp_path / "state", executor="slurm", jobs_dir=jobs)
+    settings = settings_for(
+        nats_server,
+        tmp_path / "state",
+        executor="slurm",
+        jobs_dir=jobs,
+        worker_nats_url=nats_server.url,  # loopback reaches this one-node cluster
+    )
     executor: Executor = SlurmExecutor()
     config = BenchConfig(
         target=simulator.url,

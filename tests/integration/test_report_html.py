@@ -6,10 +6,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from aifactory.loadgen import BenchConfig, read_records, read_summary, run_benchmark
+from aifactory.loadgen import BenchConfig, read_summary, run_benchmark
 from aifactory.loadgen.results import write_results
 from aifactory.report import build_report, report_command
 from aifactory.report.charts import series_for
+from aifactory.report.points import load_points
 from aifactory.shared.results import ErrorType
 from tests.integration.test_loadgen_simfixture import running
 
@@ -71,9 +72,9 @@ async def test_report_of_a_synchronous_run_with_failures(tmp_path: Path) -> None
     assert set(run.failures) == {ErrorType.HTTP_5XX}
     assert f"http_5xx {run.failures[ErrorType.HTTP_5XX]:,}" in html
 
-    records = read_records(tmp_path / "sync" / "records.jsonl")
-    series = series_for(summary.runs, {0: records})[0]
-    assert len(series.ttft) == run.requests_ok == run.ttft_ms.count  # failures/warmup out
+    points = load_points(tmp_path / "sync" / "records.parquet", 0)
+    series = series_for(summary.runs, {0: points})[0]
+    assert series.ttft.size == run.requests_ok == run.ttft_ms.count  # failures/warmup out
 
 
 async def test_report_of_a_sweep(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def usage(p: int, c: int) -> dict[str, int]:
 
 def sample(text: str, name: str, **labels: str) -> float:
     """One sample of the simulator's metrics (``model_name="simulator"`` implied)."""
-    return metric_sample(text, name, **{"model_name": "simulator", **labels})
+    return metric_sample(text, name, **{"model_name": "simulator", "engine": "0", **labels})
 
 
 # -- OpenAI shapes ---------------------------------------------------------------------------

@@ -28,10 +28,12 @@ LIBRARY_PREFIXES = (
     "aifactory.loadgen",
     "aifactory.simulator",
     "aifactory.report",
+    "aifactory.logs",
     "aifactory.cli",
     "aifactory.experiment",
     "aifactory.stack",
     "aifactory.contract",
+    "aifactory.gc",
 )
 MAX_MODULE_LINES = 400
 MAX_CLIENT_SERVICE_LINES = 1000

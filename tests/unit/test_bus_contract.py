@@ -36,7 +36,9 @@ COMPONENT_CODE: dict[Component, tuple[str, ...]] = {
         "aifactory/loadgen/remote/stages.py",
     ),
     Component.WORKER: ("aifactory/loadgen/remote/worker.py", "aifactory/loadgen/remote/sink.py"),
+    Component.MONITOR: ("services/monitor",),
     Component.CLI: ("aifactory/cli", "aifactory/experiment"),
+    Component.LOGS: ("services/logs", "aifactory/logs/bus.py"),
 }
 #: Where channels are declared or generically handled (not a component's use).
 DECLARING = {
@@ -49,7 +51,7 @@ DECLARING = {
 }
 MODULE_ALIASES = {"subjects": subjects, "protocol": protocol}
 PRODUCING_CALLS = {"publish"}
-CONSUMING_CALLS = {"command_consumer", "watch"}
+CONSUMING_CALLS = {"command_consumer", "durable_consumer", "watch", "LogReader"}
 
 
 def _channel_names() -> dict[tuple[str, str], Channel]:

@@ -11,6 +11,7 @@ from aifactory.loadgen.metrics.records import RequestRecord, dump_records, load_
 from aifactory.loadgen.metrics.summary import meets_slo, summarize_run
 from aifactory.loadgen.results import BenchResult, read_records, read_summary, write_results
 from aifactory.loadgen.scheduler import RunPlan
+from aifactory.loadgen.store import iter_records, write_records
 from aifactory.shared.messages.base import utcnow
 from aifactory.shared.results import BenchSummary, ErrorType, LoopKind, TokenSource
 from aifactory.shared.states import BenchState
@@ -137,8 +138,10 @@ def test_records_roundtrip_through_bytes_and_files(tmp_path: Path) -> None:
         finished_at=utcnow(),
         runs=[s],
     )
-    paths = write_results(BenchResult(summary=summary, records=recs), tmp_path / "out")
-    assert read_records(paths["records"]) == recs
+    stored = write_records(recs, tmp_path / "tmp" / "records.parquet")
+    paths = write_results(BenchResult(summary=summary, records_path=stored), tmp_path / "out")
+    assert list(iter_records(paths["records"])) == recs
+    assert read_records(paths["records"]).num_rows == len(recs)  # an Arrow table
     back = read_summary(paths["summary"])
     assert back == summary
     header, row = paths["csv"].read_text().splitlines()

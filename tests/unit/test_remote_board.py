@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,10 @@ from aifactory.loadgen.remote.stages import (
     RemoteTimeouts,
     RemoteWorkersError,
 )
+from aifactory.loadgen.results import read_records
+from aifactory.loadgen.scheduler.plan import RunPlan
 from aifactory.shared.executors.base import Executor, JobStatus, SubmittedJob
+from aifactory.shared.results import LoopKind
 from aifactory.shared.states import JobState
 
 BID = "b1"
@@ -81,14 +85,27 @@ def batch(worker: int, seq: int, records: list[RequestRecord]) -> bytes:
 
 def make_board(total: int = 2) -> Board:
     collector = Collector(
-        window_s=1.0, on_window=None, on_records=None, display=LiveProgress(enabled=False)
+        window_s=1.0,
+        on_window=None,
+        on_records=None,
+        display=LiveProgress(enabled=False),
+        records_dir=Path(tempfile.mkdtemp(prefix="aifactory-test-board-")),
     )
     board = Board(BID, total, collector)
     for w in range(total):
         hello = WorkerHello(benchmark_id=BID, worker=w, host="node1", pid=100 + w)
         board.on_stream_message(hello.model_dump_json().encode(), w + 1)
     board.begin_stage(0, {w: w for w in range(total)})
+    plan = RunPlan(loop=LoopKind.CLOSED, concurrency=total, max_seconds=60, max_in_flight=8)
+    collector.begin_stage(plan)
     return board
+
+
+def stored(board: Board) -> int:
+    """How many records the board's collector put on disk for the stage."""
+    path = board.collector.end_stage()
+    assert path is not None
+    return read_records(path).num_rows
 
 
 def done(worker: int, batches: int, records: int, cancelled: bool = False) -> bytes:
@@ -113,7 +130,7 @@ def test_a_batch_delivered_twice_counts_once() -> None:
     board.on_stream_message(done(1, 1, 1), 14)
     assert board.failure is None and board.book is not None and board.book.complete
     assert board.duplicates == 1
-    assert len(board.collector.all_records) == 3
+    assert stored(board) == 3
     assert board.last_stream_seq == 14
 
 
@@ -278,7 +295,11 @@ def remote_run(tmp_path: Path, status: JobStatus, board: Board, **timeouts: floa
 
 def empty_board() -> Board:
     collector = Collector(
-        window_s=1.0, on_window=None, on_records=None, display=LiveProgress(enabled=False)
+        window_s=1.0,
+        on_window=None,
+        on_records=None,
+        display=LiveProgress(enabled=False),
+        records_dir=Path(tempfile.mkdtemp(prefix="aifactory-test-board-")),
     )
     return Board(BID, 2, collector)
 

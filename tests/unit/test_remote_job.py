@@ -177,3 +177,42 @@ async def test_leftover_jobs_are_found_by_name_and_cancelled() -> None:
     assert await cancel_workers_job(jobs, "b9") == ["11", "12"]  # type: ignore[arg-type]
     assert jobs.cancelled == ["11", "12"]
     assert await cancel_workers_job(jobs, "other") == []  # type: ignore[arg-type]
+
+
+def test_workers_never_get_a_loopback_bus_they_cannot_reach(tmp_path: Path) -> None:
+    """Off this machine, a loopback bus URL needs AIFACTORY_WORKER_NATS_URL: refused, not a
+    job whose workers silently fail to connect."""
+    slurm = SlurmExecutor(Path("/nonexistent"))
+    for url in ("nats://127.0.0.1:4222", "nats://localhost:4222", "nats://[::1]:4222"):
+        settings = Settings(nats_url=url, state_dir=tmp_path, executor="slurm")
+        with pytest.raises(ConfigError, match="AIFACTORY_WORKER_NATS_URL"):
+            render_loadgen(config(), benchmark_id="b3", settings=settings, executor=slurm)
+    explicit = Settings(
+        nats_url="nats://127.0.0.1:4222",
+        worker_nats_url="nats://login1.cluster:4222",
+        state_dir=tmp_path,
+        executor="slurm",
+    )
+    script = render_loadgen(config(), benchmark_id="b3", settings=explicit, executor=slurm)
+    assert exports(script)["AIFACTORY_NATS_URL"] == "nats://login1.cluster:4222"
+    secret = explicit.model_copy(update={"worker_nats_url": "nats://u:p@login1:4222"})
+    with pytest.raises(ConfigError, match="carries credentials"):
+        render_loadgen(config(), benchmark_id="b3", settings=secret, executor=slurm)
+
+
+def test_workers_from_a_laptop_use_srun_and_the_clusters_aifactory(tmp_path: Path) -> None:
+    from aifactory.shared.executors.slurm_ssh import SlurmSshExecutor
+
+    settings = Settings(
+        nats_url="nats://127.0.0.1:4222",
+        worker_nats_url="nats://10.0.0.1:4222",
+        state_dir=tmp_path,
+        executor="slurm+ssh",
+        jobs_dir=Path("/project/scratch/p1/me/jobs"),
+        ssh={"host": "login.example.org"},
+    )
+    executor = SlurmSshExecutor.from_settings(settings)
+    script = render_loadgen(config(), benchmark_id="b4", settings=settings, executor=executor)
+    assert exports(script)["AIFACTORY_WORKER_LAUNCH"] == "srun"
+    worker_line = next(ln for ln in script.splitlines() if ln.startswith("worker=("))
+    assert shlex.split(worker_line.removeprefix("worker=(").removesuffix(")"))[0] == "aifactory"

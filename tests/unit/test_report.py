@@ -6,6 +6,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aifactory.loadgen.messages import WorkerReport
@@ -13,6 +14,7 @@ from aifactory.loadgen.metrics.records import RequestRecord
 from aifactory.loadgen.metrics.summary import summarize_run
 from aifactory.loadgen.results import RECORDS_FILE, BenchResult, write_results
 from aifactory.loadgen.scheduler import RunPlan
+from aifactory.loadgen.store import write_records
 from aifactory.report import (
     ReportError,
     build_experiment_report,
@@ -24,8 +26,8 @@ from aifactory.report.charts import (
     MAX_SCATTER_POINTS,
     clean_svg,
     series_for,
-    thin,
 )
+from aifactory.report.points import load_points, thin
 from aifactory.report.view import fmt_value, setup_rows
 from aifactory.shared.messages.base import utcnow
 from aifactory.shared.results import BenchSummary, ErrorType, LoopKind, RunSummary, TokenSource
@@ -137,7 +139,8 @@ def write_folder(
         finished_at=utcnow(),
         runs=runs,
     )
-    write_results(BenchResult(summary=summary, records=records), path)
+    stored = write_records(records, path.parent / f".{path.name}-records.parquet")
+    write_results(BenchResult(summary=summary, records_path=stored), path)
     return summary
 
 
@@ -204,9 +207,10 @@ def test_single_run_report(tmp_path: Path) -> None:
 def test_charts_exclude_failures_and_warmup(tmp_path: Path) -> None:
     recs = run_records(0)
     summary = write_folder(tmp_path / "r", [poisson_plan()], recs)
-    series = series_for(summary.runs, {0: recs})
-    assert len(series[0].ttft) == 39 and max(series[0].ttft) < 100
-    assert all(v < 100 for _, v in series[0].ttft_at)
+    points = {0: load_points(tmp_path / "r" / RECORDS_FILE, 0)}
+    series = series_for(summary.runs, points)
+    assert series[0].ttft.size == 39 and series[0].ttft.max() < 100
+    assert (series[0].ttft_at[1] < 100).all()
 
 
 def test_sweep_report_has_stage_table_and_sweep_charts(tmp_path: Path) -> None:
@@ -232,11 +236,12 @@ def test_sweep_report_has_stage_table_and_sweep_charts(tmp_path: Path) -> None:
 
 
 def test_thinning_keeps_slowest_and_caps_points(tmp_path: Path) -> None:
-    values = [1.0] * 20_000
+    values = np.ones(20_000)
     values[12_345] = 99.0
-    kept = thin(values, MAX_SCATTER_POINTS)
-    assert len(kept) == MAX_SCATTER_POINTS and 12_345 in kept and kept == sorted(kept)
-    assert thin([1.0, 2.0], MAX_SCATTER_POINTS) == [0, 1]
+    kept = thin(values, MAX_SCATTER_POINTS, KEEP_SLOWEST)
+    assert kept.size == MAX_SCATTER_POINTS and 12_345 in kept
+    assert (np.diff(kept) > 0).all()
+    assert thin(np.array([1.0, 2.0]), MAX_SCATTER_POINTS, KEEP_SLOWEST).tolist() == [0, 1]
     recs = [ok(0, i, 0.001 * i, 20.0 + (i % 13)) for i in range(6000)]
     write_folder(tmp_path / "big", [poisson_plan()], recs)
     html = build_report(tmp_path / "big").read_text()
@@ -248,7 +253,7 @@ def test_missing_records_still_reports_numbers(tmp_path: Path) -> None:
     summary = write_folder(tmp_path / "r", [poisson_plan()], run_records(0))
     (tmp_path / "r" / RECORDS_FILE).unlink()
     html = build_report(tmp_path / "r").read_text()
-    assert "<svg" not in html and "records.jsonl is missing" in html
+    assert "<svg" not in html and "records.parquet is missing" in html
     assert value_of(html, "requests_ok") == repr(summary.runs[0].requests_ok)
 
 

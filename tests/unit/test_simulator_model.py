@@ -252,15 +252,15 @@ def test_metrics_exposition_uses_vllm_names() -> None:
     text = metrics.render().decode()
     for line in (
         "# TYPE vllm:num_requests_running gauge",
-        'vllm:num_requests_running{model_name="m"} 3.0',
-        'vllm:num_requests_waiting{model_name="m"} 2.0',
-        'vllm:kv_cache_usage_perc{model_name="m"} 0.75',
+        'vllm:num_requests_running{engine="0",model_name="m"} 3.0',
+        'vllm:num_requests_waiting{engine="0",model_name="m"} 2.0',
+        'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.75',
         "# TYPE vllm:time_to_first_token_seconds histogram",
-        'vllm:time_to_first_token_seconds_bucket{le="0.02",model_name="m"} 1.0',
+        'vllm:time_to_first_token_seconds_bucket{engine="0",le="0.02",model_name="m"} 1.0',
         "# TYPE vllm:inter_token_latency_seconds histogram",
         "# TYPE vllm:e2e_request_latency_seconds histogram",
         "# TYPE vllm:prompt_tokens_total counter",
-        'vllm:prompt_tokens_total{model_name="m"} 5.0',
+        'vllm:prompt_tokens_total{engine="0",model_name="m"} 5.0',
         "# TYPE vllm:generation_tokens_total counter",
         "# TYPE vllm:request_success_total counter",
     ):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 
 from aifactory.loadgen.messages import WorkerReport
 from aifactory.loadgen.metrics.operations import operation_summaries
@@ -38,7 +39,7 @@ def meets_slo(rec: RequestRecord, slo: SloConfig) -> bool:
     return not (slo.e2el_ms is not None and (rec.e2e_ms is None or rec.e2e_ms > slo.e2el_ms))
 
 
-def _rate(count: float, seconds: float | None) -> float | None:
+def rate(count: float, seconds: float | None) -> float | None:
     if seconds is None or seconds <= 0:
         return None
     return count / seconds
@@ -52,6 +53,7 @@ def summarize_run(
     *,
     state: BenchState,
     targets: Sequence[str] = (),
+    started_at: datetime | None = None,
     top_k: int | None = None,
 ) -> RunSummary:
     """``targets``: the config's base URLs; with several, per-endpoint figures are added.
@@ -75,6 +77,7 @@ def summarize_run(
     return RunSummary(
         run_index=plan.run_index,
         label=plan.label,
+        started_at=started_at,
         loop=plan.loop,
         requested_rate=plan.rate,
         concurrency=plan.concurrency,
@@ -92,11 +95,11 @@ def summarize_run(
         last_send_s=last_send,
         last_response_s=last_resp,
         duration_s=duration,
-        achieved_rate=_rate(len(measured), send_window),
-        request_throughput=_rate(len(ok), duration),
-        output_token_throughput=_rate(sum(out_tokens), duration),
-        total_token_throughput=_rate(sum(out_tokens) + sum(in_tokens), duration),
-        goodput=_rate(good, duration) if good is not None else None,
+        achieved_rate=rate(len(measured), send_window),
+        request_throughput=rate(len(ok), duration),
+        output_token_throughput=rate(sum(out_tokens), duration),
+        total_token_throughput=rate(sum(out_tokens) + sum(in_tokens), duration),
+        goodput=rate(good, duration) if good is not None else None,
         goodput_requests=good,
         slo=slo,
         ttft_ms=describe(r.ttft_ms for r in ok if r.ttft_ms is not None),
@@ -137,7 +140,7 @@ def _per_endpoint(
                 requests_sent=len(mine),
                 requests_ok=len(ok),
                 requests_failed=len(mine) - len(ok),
-                request_throughput=_rate(len(ok), duration),
+                request_throughput=rate(len(ok), duration),
                 ttft_ms=describe(r.ttft_ms for r in ok if r.ttft_ms is not None),
                 e2el_ms=describe(r.e2e_ms for r in ok if r.e2e_ms is not None),
             )

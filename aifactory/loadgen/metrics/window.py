@@ -1,18 +1,51 @@
-"""Live figures over a sliding window, for progress display and ``bench.metrics`` events.
+"""Live figures over a window, for the progress display and ``bench.metrics`` events.
 
-These are indicative (computed from the records that arrived in the window); the final
-statistics come from :mod:`summary` over all records. Kept cheap on purpose (no pooled ITL:
-sorting ~10^4 gaps every window stalled an in-process worker's loop by milliseconds).
+Bounded whatever the rate: counters and two mergeable DDSketches (1 % relative accuracy)
+per window, never the window's records. The final statistics are exact, computed from every
+record on disk (:mod:`columns`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ddsketch import DDSketch
+
 from aifactory.loadgen.messages import WorkerProgress
 from aifactory.loadgen.metrics.records import RequestRecord
-from aifactory.loadgen.metrics.stats import percentile
 from aifactory.shared.results import WindowStats
+
+#: The relative error of the window percentiles (stated in ``WindowStats``' docs).
+RELATIVE_ACCURACY = 0.01
+
+
+class Window:
+    """What one window keeps: counts, tokens, and sketches of TTFT and end-to-end latency."""
+
+    __slots__ = ("completed", "e2e", "errors", "tokens", "ttft")
+
+    def __init__(self) -> None:
+        self.completed = 0
+        self.errors = 0
+        self.tokens = 0
+        self.ttft = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
+        self.e2e = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
+
+    def add(self, records: Sequence[RequestRecord]) -> None:
+        self.completed += len(records)
+        for r in records:
+            if r.error is not None:
+                self.errors += 1
+                continue
+            self.tokens += r.output_tokens or 0
+            if r.ttft_ms is not None:
+                self.ttft.add(r.ttft_ms)
+            if r.e2e_ms is not None:
+                self.e2e.add(r.e2e_ms)
+
+
+def _quantile(sketch: DDSketch, q: float) -> float | None:
+    return sketch.get_quantile_value(q) if sketch.count else None
 
 
 def window_stats(
@@ -23,13 +56,10 @@ def window_stats(
     window_s: float,
     progress: Sequence[WorkerProgress],
     errors_total: int,
-    window: Sequence[RequestRecord],
+    window: Window,
 ) -> WindowStats:
-    ok = [r for r in window if r.ok]
-    ttft = [r.ttft_ms for r in ok if r.ttft_ms is not None]
-    e2e = [r.e2e_ms for r in ok if r.e2e_ms is not None]
-    tokens = sum(r.output_tokens or 0 for r in ok)
     span = window_s if window_s > 0 else 1.0
+    ok = window.completed - window.errors
     return WindowStats(
         run_index=run_index,
         label=label,
@@ -40,11 +70,11 @@ def window_stats(
         errors=errors_total,
         in_flight=sum(p.in_flight for p in progress),
         cap_hits=sum(p.cap_hits for p in progress),
-        window_completed=len(window),
-        window_errors=len(window) - len(ok),
-        request_rate=len(ok) / span,
-        output_token_rate=tokens / span,
-        ttft_p50_ms=percentile(ttft, 0.5) if ttft else None,
-        ttft_p99_ms=percentile(ttft, 0.99) if ttft else None,
-        e2el_p50_ms=percentile(e2e, 0.5) if e2e else None,
+        window_completed=window.completed,
+        window_errors=window.errors,
+        request_rate=ok / span,
+        output_token_rate=window.tokens / span,
+        ttft_p50_ms=_quantile(window.ttft, 0.5),
+        ttft_p99_ms=_quantile(window.ttft, 0.99),
+        e2el_p50_ms=_quantile(window.e2e, 0.5),
     )

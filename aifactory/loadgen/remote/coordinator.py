@@ -7,7 +7,7 @@ and the client service treat both alike. Steps: pre-flight the target here, rend
 submit ``client/loadgen`` (job ``aif-bench-<id>``), wait until every worker has said hello
 (failing with the scheduler's reason if the job ends or pends too long), then per stage
 (sweeps included, planned from earlier stages as locally): write the work orders, collect
-records until every participant has reported, summarise with ``summarize_run``. The job is
+records until every participant has reported, summarise from the stage's records file. The job is
 released (``finish``) at the end and cancelled in every case.
 
 A run fails (:class:`RemoteWorkersError`, naming the worker) when a worker reports a
@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
+from pathlib import Path
 
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
@@ -46,7 +48,7 @@ from aifactory.loadgen.remote.stages import (
     RemoteWorkersError,
 )
 from aifactory.loadgen.remote.topology import ensure_work_topology, purge_benchmark
-from aifactory.loadgen.results import BenchResult, assemble_result
+from aifactory.loadgen.results import RECORDS_FILE, BenchResult, assemble_result
 from aifactory.loadgen.runner import next_stage, settle
 from aifactory.shared.channel import subject_token
 from aifactory.shared.executors.base import Executor, ExecutorError
@@ -72,8 +74,12 @@ async def run_remote_benchmark(
     on_window: WindowCallback | None = None,
     on_records: RecordsCallback | None = None,
     timeouts: RemoteTimeouts | None = None,
+    out_dir: Path | None = None,
 ) -> BenchResult:
-    """Run ``config`` (``worker_nodes`` set) on a job of workers; see the module docstring."""
+    """Run ``config`` (``worker_nodes`` set) on a job of workers; see the module docstring.
+
+    Record batches are written to ``out_dir/records.parquet`` as they arrive (a temporary
+    folder without ``out_dir``), before the stream acknowledges them."""
     if config.worker_nodes is None:
         raise ConfigError("worker_nodes is not set: local workers run through run_benchmark")
     try:
@@ -90,11 +96,13 @@ async def run_remote_benchmark(
     js = nc.jetstream()
     kv = await ensure_work_topology(js)
     await purge_benchmark(js, benchmark_id)  # leftovers of an earlier attempt, if any
+    records_dir = out_dir or Path(tempfile.mkdtemp(prefix="aifactory-records-"))
     collector = Collector(
         window_s=config.window_s,
         on_window=on_window,
         on_records=on_records,
         display=LiveProgress(enabled=False),
+        records_dir=records_dir,
     )
     board = Board(benchmark_id, config.worker_nodes * config.workers, collector)
 
@@ -164,6 +172,5 @@ async def run_remote_benchmark(
             await executor.remove_file(secrets_file)
         await collector.drain_callbacks()
     cancelled = not finished or any(r.state is BenchState.CANCELLED for r in runs)
-    return assemble_result(
-        resolved, runs, collector.all_records, started_at=started_at, cancelled=cancelled
-    )
+    records = collector.finish(records_dir / RECORDS_FILE)
+    return assemble_result(resolved, runs, records, started_at=started_at, cancelled=cancelled)

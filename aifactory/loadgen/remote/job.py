@@ -9,12 +9,14 @@ benchmark id, NATS URL) is an override or a non-secret environment value of the 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
 import sysconfig
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aifactory.loadgen.errors import ConfigError
 from aifactory.shared.executors.base import Executor
@@ -36,6 +38,11 @@ def job_name(benchmark_id: str) -> str:
     return f"aif-bench-{benchmark_id}"
 
 
+def log_id(benchmark_id: str) -> str:
+    """The workers' job's name on the logs bus (``logs.bench-<id>.out``) and in its script."""
+    return f"bench-{benchmark_id}"
+
+
 def job_workdir(settings: Settings, benchmark_id: str) -> Path:
     return settings.effective_jobs_dir / job_name(benchmark_id)
 
@@ -53,20 +60,54 @@ def time_limit_minutes(config: BenchConfig) -> int:
 
 def launch_mode(executor: Executor) -> str:
     """``srun`` on SLURM; the ``local`` executor has no srun, the script forks the workers."""
-    return "srun" if executor.kind == "slurm" else "local"
+    return "srun" if executor.has_srun else "local"
 
 
-def worker_command(command: list[str]) -> list[str]:
+def worker_command(command: list[str], *, remote: bool = False) -> list[str]:
     """``aifactory`` beside this interpreter when it is there: a venv need not be on PATH.
 
     On a cluster the interpreter's directory must then be visible on the compute nodes
-    (a shared file system), which is where sites keep virtual environments anyway.
+    (a shared file system), which is where sites keep virtual environments anyway. When the
+    jobs run on another machine (``remote``: ``slurm+ssh`` from a laptop) this machine's
+    paths mean nothing there: ``aifactory`` is then found on the compute nodes' PATH.
     """
-    if command and command[0] == "aifactory":
+    if command and command[0] == "aifactory" and not remote:
         local = Path(sysconfig.get_path("scripts")) / "aifactory"
         if local.is_file() and os.access(local, os.X_OK):
             return [str(local), *command[1:]]
     return command
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url.strip()).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def workers_nats_url(settings: Settings, executor: Executor) -> str:
+    """The bus URL the workers' script gets: ``worker_nats_url``, else the services' own.
+
+    The services' own URL is often a loopback address (the embedded NATS), which workers
+    on compute nodes cannot reach: they would start, fail to connect and the benchmark
+    would wait for them in vain. So unless the jobs run on this machine (``local``), a
+    loopback URL needs ``worker_nats_url`` set explicitly, even to the same value on a
+    single-node cluster where loopback does reach.
+    """
+    if settings.worker_nats_url is not None:
+        return _checked_nats_url(settings.worker_nats_url)
+    url = _checked_nats_url(settings.nats_url)
+    if not executor.runs_jobs_here and all(_is_loopback(u) for u in url.split(",")):
+        raise ConfigError(
+            f"remote load workers run on compute nodes, which cannot reach the bus at {url} "
+            "(a loopback address): set AIFACTORY_WORKER_NATS_URL to a NATS URL they can "
+            "reach (the site's NATS, or a server listening on an address of the cluster "
+            "network), or run the workers here (no worker_nodes)"
+        )
+    return url
 
 
 def _checked_nats_url(url: str) -> str:
@@ -130,18 +171,19 @@ def render_loadgen(
         base = load_recipe(LOADGEN_RECIPE, settings.recipes_dir)
         overrides: dict[str, Any] = {
             "resources": resources,
-            "command": worker_command(list(base.command or [])),
+            "command": worker_command(list(base.command or []), remote=executor.remote_files),
         }
         recipe = apply_site(load_recipe(LOADGEN_RECIPE, settings.recipes_dir, overrides), settings)
         return render_script(
             recipe,
             job_name=job_name(benchmark_id),
             workdir=job_workdir(settings, benchmark_id),
-            service_id=f"bench-{benchmark_id}",
+            service_id=log_id(benchmark_id),
             extra_env={
                 "AIFACTORY_BENCHMARK_ID": benchmark_id,
-                "AIFACTORY_NATS_URL": _checked_nats_url(settings.nats_url),
+                "AIFACTORY_NATS_URL": workers_nats_url(settings, executor),
                 "AIFACTORY_WORKER_LAUNCH": launch_mode(executor),
+                "AIFACTORY_WORKER_BUS_LOSS_LIMIT": f"{settings.worker_bus_loss_limit:g}",
                 **worker_auth_env(settings, benchmark_id),
             },
         )

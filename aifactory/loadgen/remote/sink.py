@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -25,8 +26,9 @@ from aifactory.shared.messages.base import Message
 
 log = logging.getLogger("aifactory.bench.worker")
 
-PUBLISH_ATTEMPTS = 5
 PUBLISH_TIMEOUT_S = 10.0
+#: A worker without its bus for longer than this stops (its records so far are stored).
+BUS_LOSS_LIMIT_S = 60.0
 #: Upper bound of one record batch message (NATS refuses payloads above max_payload).
 BATCH_BYTES = 512 * 1024
 
@@ -35,10 +37,47 @@ class WorkerFailure(RuntimeError):
     """This worker cannot go on; the message is what the coordinator will report."""
 
 
-class Publisher:
-    """JetStream publishes with retries: the same ``Nats-Msg-Id`` each time, so no doubles."""
+class BusLoss:
+    """How long this worker has been without its bus. A restart of NATS is a blip: the
+    connection comes back and publishes are retried. Past ``limit_s`` the worker stops and
+    says why, rather than generating load nobody can record."""
 
-    def __init__(self, js: JetStreamContext, benchmark_id: str, worker: int) -> None:
+    def __init__(self, limit_s: float = BUS_LOSS_LIMIT_S) -> None:
+        self.limit_s = limit_s
+        self.since: float | None = None
+        self.expired = asyncio.Event()
+
+    async def disconnected(self) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+
+    async def reconnected(self) -> None:
+        self.since = None
+
+    @property
+    def reason(self) -> str:
+        return f"lost the bus for more than {self.limit_s:g}s; stopping"
+
+    async def watch(self, every_s: float = 0.5) -> None:
+        while not self.expired.is_set():
+            await asyncio.sleep(every_s)
+            if self.since is not None and time.monotonic() - self.since > self.limit_s:
+                log.error("%s", self.reason)
+                self.expired.set()
+
+
+class Publisher:
+    """JetStream publishes retried under the *same* ``Nats-Msg-Id`` (no doubles), with a
+    back-off capped at 2 s, until they have failed for ``loss.limit_s``."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        benchmark_id: str,
+        worker: int,
+        loss: BusLoss | None = None,
+    ) -> None:
+        self.loss = loss or BusLoss()
         self.js = js
         self.benchmark_id = benchmark_id
         self.worker = worker
@@ -46,25 +85,29 @@ class Publisher:
         self.events_subject = protocol.BENCH_WORKER.subject(benchmark_id=benchmark_id)
 
     async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
-        delay = 0.2
-        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        delay, first_failure, attempt = 0.2, 0.0, 0
+        while True:
+            attempt += 1
             try:
                 await self.js.publish(
                     subject,
                     payload,
-                    timeout=PUBLISH_TIMEOUT_S,
+                    timeout=min(PUBLISH_TIMEOUT_S, self.loss.limit_s),
                     stream=protocol.BENCH_WORK_STREAM,
                     headers={"Nats-Msg-Id": msg_id},
                 )
                 return
             except (NatsError, TimeoutError) as exc:
-                if attempt == PUBLISH_ATTEMPTS:
+                now = time.monotonic()
+                first_failure = first_failure or now
+                if self.loss.expired.is_set() or now - first_failure > self.loss.limit_s:
                     raise WorkerFailure(
-                        f"publishing {msg_id} on {subject} failed {attempt} times: {exc!r}"
+                        f"{self.loss.reason}: publishing {msg_id} on {subject} failed "
+                        f"{attempt} times, last {exc!r}"
                     ) from exc
                 log.warning("publish %s failed (%r); retrying", msg_id, exc)
                 await asyncio.sleep(delay)
-                delay *= 2
+                delay = min(2.0, delay * 2)
 
     async def event(self, message: Message) -> None:
         await self.publish(self.events_subject, message.model_dump_json().encode(), message.id)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from faststream.nats import NatsBroker
@@ -21,7 +22,7 @@ from nats.js.kv import KeyValue
 
 from aifactory.loadgen.errors import LoadgenError
 from aifactory.loadgen.messages import WorkerSpec
-from aifactory.loadgen.metrics.summary import summarize_run
+from aifactory.loadgen.metrics.columns import summarize_file
 from aifactory.loadgen.remote.board import Board
 from aifactory.loadgen.remote.protocol import WorkControl, WorkOrder, control_key, order_key
 from aifactory.loadgen.remote.topology import purge_read
@@ -115,12 +116,18 @@ class RemoteRun:
         self._poll_errors = 0
 
     async def _tail(self) -> str:
-        try:
-            text = await self.executor.read(self.job.output_path)
-        except OSError:
-            return ""
-        tail = text[-OUTPUT_TAIL:].strip()
-        return f"\n--- {self.job.output_path} (end) ---\n{tail}" if tail else ""
+        """The end of the job's stdout and stderr files, for the error message."""
+        shown = ""
+        for path in (self.job.output_path, self.job.error_path):
+            if path is None:
+                continue
+            try:
+                text = await self.executor.read(path)
+            except OSError:
+                continue
+            tail = text[-OUTPUT_TAIL:].strip()
+            shown += f"\n--- {path} (end) ---\n{tail}" if tail else ""
+        return shown
 
     async def _status(self) -> JobStatus | None:
         """The job's status, at most once per poll interval (None between polls)."""
@@ -240,13 +247,16 @@ class RemoteRun:
             )
         self.board.collector.emit_window()
         state = BenchState.CANCELLED if stopped_at is not None else BenchState.COMPLETED
-        return summarize_run(
+        path = self.board.collector.end_stage()
+        assert path is not None, "the stage began with a records file"
+        return summarize_file(
+            path,
             plan,
-            self.board.collector.stage_records,
             reports,
             self.config.slo,
             state=state,
             targets=self.config.targets,
+            started_at=datetime.fromtimestamp(start_wall_ns / 1e9, UTC),
             top_k=self.config.vector.top_k if self.config.vector else None,
         )
 
@@ -284,6 +294,9 @@ class PurgeRead:
         if seq <= self._done_seq or time.monotonic() - self._last < PURGE_EVERY_S:
             return
         self._last = time.monotonic()
+        # Only what is on disk leaves the stream: the records read up to ``seq`` are
+        # flushed (a complete, fsynced file) before the stream drops them.
+        self.board.collector.flush()
         try:
             await purge_read(self.js, self.bid, seq + 1)
             self._done_seq = seq

@@ -71,6 +71,7 @@ async def ensure_work_topology(js: JetStreamContext) -> KeyValue:
                 bucket=protocol.BENCH_WORK_BUCKET,
                 history=1,
                 ttl=DAY,
+                max_bytes=64 * 1024**2,
                 storage=StorageType.FILE,
             )
         )

@@ -47,7 +47,9 @@ from aifactory.loadgen.remote.protocol import (
     order_key,
 )
 from aifactory.loadgen.remote.sink import (
+    BUS_LOSS_LIMIT_S,
     PUBLISH_TIMEOUT_S,
+    BusLoss,
     NatsRecordSink,
     Publisher,
     WorkerFailure,
@@ -150,11 +152,20 @@ async def _wait_either(*events: asyncio.Event) -> None:
 class RemoteWorker:
     """One worker's life: hello, stages on order, heartbeats, a clean exit."""
 
-    def __init__(self, nc: NatsClient, kv: KeyValue, benchmark_id: str, worker: int) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        kv: KeyValue,
+        benchmark_id: str,
+        worker: int,
+        loss: BusLoss | None = None,
+    ) -> None:
         self.nc = nc
         self.benchmark_id = benchmark_id
         self.worker = worker
-        self.publisher = Publisher(nc.jetstream(timeout=PUBLISH_TIMEOUT_S), benchmark_id, worker)
+        self.loss = loss or BusLoss()
+        js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+        self.publisher = Publisher(js, benchmark_id, worker, self.loss)
         self.orders = Orders(kv, benchmark_id, worker)
         self.stop = asyncio.Event()
         self.stage: int | None = None
@@ -190,6 +201,7 @@ class RemoteWorker:
             )
         )
         beats = asyncio.create_task(self._heartbeats())
+        watchdog = asyncio.create_task(self.loss.watch())
         try:
             return await self._loop()
         except Exception as exc:  # noqa: BLE001 - whatever it is, the coordinator must hear why
@@ -207,6 +219,7 @@ class RemoteWorker:
             return 1
         finally:
             beats.cancel()
+            watchdog.cancel()
             await self.orders.close()
 
     async def _loop(self) -> int:
@@ -214,6 +227,8 @@ class RemoteWorker:
         while True:
             if self.orders.error is not None:
                 raise WorkerFailure(self.orders.error)
+            if self.loss.expired.is_set():
+                raise WorkerFailure(self.loss.reason)
             if self._stop_requested() or self.orders.control is not None:
                 # A stage ordered just before the stop must still be reported (empty,
                 # cancelled): the coordinator waits for every participant's account.
@@ -227,7 +242,7 @@ class RemoteWorker:
                 log.info("worker %s: %s", self.worker, "stopping" if self.stop.is_set() else "done")
                 return 0
             self.orders.changed.clear()
-            await _wait_either(self.orders.changed, self.stop)
+            await _wait_either(self.orders.changed, self.stop, self.loss.expired)
 
     async def _run_stage(self, order: WorkOrder) -> None:
         spec = order.spec
@@ -235,9 +250,9 @@ class RemoteWorker:
         run_stop = asyncio.Event()
 
         async def relay_stop() -> None:
-            while not self._stop_requested():
+            while not self._stop_requested() and not self.loss.expired.is_set():
                 self.orders.changed.clear()
-                await _wait_either(self.orders.changed, self.stop)
+                await _wait_either(self.orders.changed, self.stop, self.loss.expired)
             run_stop.set()
 
         relay = asyncio.create_task(relay_stop())
@@ -247,6 +262,8 @@ class RemoteWorker:
             await self.sink.drain()
         finally:
             relay.cancel()
+        if self.loss.expired.is_set():
+            raise WorkerFailure(self.loss.reason)
         await self.publisher.event(
             WorkerDone(
                 benchmark_id=self.benchmark_id,
@@ -268,15 +285,25 @@ class RemoteWorker:
         self.stage = None
 
 
-async def serve(benchmark_id: str, worker: int, nats_url: str, auth: dict[str, Any]) -> int:
+async def serve(
+    benchmark_id: str,
+    worker: int,
+    nats_url: str,
+    auth: dict[str, Any],
+    bus_loss_limit_s: float = BUS_LOSS_LIMIT_S,
+) -> int:
     """Connect, work until released or stopped, disconnect. Returns the exit code."""
+    loss = BusLoss(bus_loss_limit_s)
     try:
         nc = await nats.connect(
             nats_url,
             **auth,
             name=f"aifactory-bench-worker-{benchmark_id}-{worker}",
             connect_timeout=CONNECT_TIMEOUT_S,
-            max_reconnect_attempts=30,
+            max_reconnect_attempts=-1,  # BusLoss decides when to give up, and says so
+            reconnect_time_wait=0.5,
+            disconnected_cb=loss.disconnected,
+            reconnected_cb=loss.reconnected,
         )
     except (OSError, NatsError, TimeoutError) as exc:
         log.error("worker %s: cannot connect to NATS at %s: %r", worker, nats_url, exc)
@@ -287,7 +314,7 @@ async def serve(benchmark_id: str, worker: int, nats_url: str, auth: dict[str, A
         except NatsError as exc:
             log.error("worker %s: no work bucket %s: %r", worker, protocol.BENCH_WORK_BUCKET, exc)
             return 1
-        remote = RemoteWorker(nc, kv, benchmark_id, worker)
+        remote = RemoteWorker(nc, kv, benchmark_id, worker, loss)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, remote.stop.set)
@@ -316,4 +343,5 @@ def worker_main(benchmark_id: str, *, nats_url: str | None, worker: int | None) 
         log.error("worker %s: %s", index, exc)
         return 2
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(serve(benchmark_id, index, nats_url or settings.nats_url, auth))
+        url = nats_url or settings.nats_url
+        return runner.run(serve(benchmark_id, index, url, auth, settings.worker_bus_loss_limit))

@@ -11,30 +11,44 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from aifactory.contract import bus_document as make_bus_document
+from aifactory.loadgen.backends import backend_names
 from aifactory.services.server.ingress.accept import registered
-from aifactory.services.server.ingress.auth import BearerAuth
+from aifactory.services.server.ingress.auth import BearerAuth, FailedLogins
 from aifactory.services.server.ingress.benchmarks import benchmarks_router
 from aifactory.services.server.ingress.counting import RequestCounter
+from aifactory.services.server.ingress.edge import Edge
 from aifactory.services.server.ingress.errors import (
+    EDGE_RESPONSES,
     NOT_FOUND,
+    PROMPT_ERRORS,
     PROXY_ERRORS,
+    UNAUTHORIZED,
+    document_names,
     path_parts,
     unprocessable,
 )
-from aifactory.services.server.ingress.proxy import NoHealthyReplica, ReplicaBalancer, forward
+from aifactory.services.server.ingress.logs import logs_router
+from aifactory.services.server.ingress.proxy import (
+    NoHealthyReplica,
+    ReplicaBalancer,
+    forward,
+    relay,
+)
+from aifactory.services.server.ingress.sd import sd_router
 from aifactory.services.server.metrics import ServerMetrics
 from aifactory.shared import subjects
-from aifactory.shared.bus import bus_connected, publish
+from aifactory.shared.bus import PublishRefused, bus_connected, publish
 from aifactory.shared.http import add_ops_routes
 from aifactory.shared.messages import DeployCancel, DeployRequested, new_id
 from aifactory.shared.messages.base import ID_PATTERN
-from aifactory.shared.messages.deploy import RECIPE_REF_PATTERN
+from aifactory.shared.messages.deploy import RECIPE_REF_PATTERN, RecipeOverrides
+from aifactory.shared.parts import PartsCollector, read_parts
 from aifactory.shared.recipes import RecipeError, list_recipes, load_recipe, load_service_recipe
 from aifactory.shared.registry import BenchmarkRecord, KVRegistry, ServiceRecord
 from aifactory.shared.registry_view import RegistryView
@@ -54,13 +68,15 @@ class IngressContext:
     metrics: ServerMetrics
     #: Live copy of the services bucket: the read routes answer from it.
     services_view: RegistryView
+    #: Live copy of the monitor's targets bucket: Prometheus HTTP SD answers from it.
+    targets_view: RegistryView
 
 
 class CreateService(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     recipe: str = Field(pattern=RECIPE_REF_PATTERN, examples=["inference/simulator"])
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    overrides: RecipeOverrides = Field(default_factory=dict)
 
 
 class Accepted(BaseModel):
@@ -77,11 +93,18 @@ class ServiceStatus(BaseModel):
     endpoints: list[dict[str, Any]]
 
 
+def _integral(value: object) -> object:
+    """JSON Schema's ``integer`` includes ``204.0``; strict pydantic alone would refuse it."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
 class PromptRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    #: Strict: ``"chat": 0``, ``"temperature": false`` or ``"max_tokens": "64"`` are type
+    #: errors (422), as the document says, not silently converted.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: str = Field(min_length=1, max_length=200_000)
-    max_tokens: int = Field(default=64, ge=1, le=32_768)
+    max_tokens: Annotated[int, BeforeValidator(_integral)] = Field(default=64, ge=1, le=32_768)
     temperature: float = Field(default=0.0, ge=0, le=2)
     model: str | None = Field(default=None, max_length=256)
     chat: bool = False
@@ -93,16 +116,29 @@ def recipe_error_response(exc: RecipeError) -> JSONResponse:
 
 def create_ingress(ctx: IngressContext) -> FastAPI:
     token = ctx.settings.api_token.get_secret_value() if ctx.settings.api_token else None
+    failures_per_minute = ctx.settings.ingress_auth_failures_per_minute
     app = FastAPI(
         title="aifactory ingress",
         version="1",
         description="Deploy AI services from recipes and follow them.",
+        responses=EDGE_RESPONSES,
     )
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(BearerAuth(token))])
+    api = APIRouter(
+        prefix="/api/v1",
+        dependencies=[Depends(BearerAuth(token, FailedLogins(limit=failures_per_minute)))],
+        responses=UNAUTHORIZED,
+    )
     balancer = ReplicaBalancer()
     http = httpx.AsyncClient()
 
+    app.add_middleware(Edge, openapi=lambda: app.openapi())
     app.add_middleware(RequestCounter, counter=ctx.metrics.http_requests)
+
+    @app.exception_handler(PublishRefused)
+    async def bus_refused(request: Request, exc: PublishRefused) -> JSONResponse:
+        """Nothing was done: the command never reached the bus (storage full, bus down)."""
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
+
     bus_document = make_bus_document(ctx.settings.nats_url)
 
     @app.get("/asyncapi.json", tags=["ops"])
@@ -110,7 +146,14 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
         """The bus contract (AsyncAPI 3), for clients that talk to NATS directly."""
         return bus_document
 
-    add_ops_routes(app, ctx.metrics.registry, lambda: bus_connected(ctx.broker))
+    state_dir = ctx.settings.state_dir
+    ctx.metrics.registry.register(PartsCollector(state_dir))
+    add_ops_routes(
+        app,
+        ctx.metrics.registry,
+        lambda: bus_connected(ctx.broker),
+        parts=lambda: read_parts(state_dir),
+    )
 
     async def get_json(service_id: str) -> bytes:
         data = await ctx.services_view.get_json(service_id)
@@ -186,9 +229,9 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
             response = await forward(http, endpoints, "GET", "/v1/models", timeout=10)
         except NoHealthyReplica as exc:
             raise HTTPException(502, str(exc)) from exc
-        return JSONResponse(status_code=response.status_code, content=response.json())
+        return relay(response)
 
-    @api.post("/services/{service_id}/prompt", tags=["inference"], responses=PROXY_ERRORS)
+    @api.post("/services/{service_id}/prompt", tags=["inference"], responses=PROMPT_ERRORS)
     async def service_prompt(service_id: ServiceId, body: PromptRequest) -> Any:
         record, endpoints = await running_endpoints(service_id)
         recipe_model = record.spec.model if record.spec is not None else None
@@ -203,7 +246,7 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
             response = await forward(http, endpoints, "POST", path, json_body=payload)
         except NoHealthyReplica as exc:
             raise HTTPException(502, str(exc)) from exc
-        return JSONResponse(status_code=response.status_code, content=response.json())
+        return relay(response, refused=400)
 
     async def _first_model(endpoints: list[Any]) -> str:
         try:
@@ -228,6 +271,13 @@ def create_ingress(ctx: IngressContext) -> FastAPI:
         return found.model_dump(mode="json")
 
     api.include_router(benchmarks_router(ctx.broker, ctx.benchmarks, ctx.services))
+    api.include_router(logs_router(ctx.broker, ctx.services_view))
+    api.include_router(sd_router(ctx.targets_view))
     app.include_router(api)
+    document_names(
+        app,
+        recipes=[f"{r.category}/{r.name}" for r in list_recipes(ctx.settings.recipes_dir)],
+        backends=backend_names(),
+    )
     app.router.on_shutdown.append(http.aclose)
     return app

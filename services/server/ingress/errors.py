@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -29,7 +30,25 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "descripti
 PROXY_ERRORS: dict[int | str, dict[str, Any]] = {
     **NOT_FOUND,
     409: {"model": Problem, "description": "The service is not running"},
-    502: {"model": Problem, "description": "No replica answered"},
+    502: {
+        "model": Problem,
+        "description": "No replica answered, or one answered a server error, a body that is "
+        "not JSON or that it wants credentials (its status and answer are in the detail)",
+    },
+}
+#: The prompt proxy: the service refused what the caller sent (a model it does not serve).
+PROMPT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **PROXY_ERRORS,
+    404: {"model": Problem, "description": "Unknown id, or a model the service does not serve"},
+    400: {
+        "model": Problem,
+        "description": "The body is not valid JSON, or the service refused the request (its "
+        "status and the start of its answer are in the detail)",
+    },
+}
+#: Every ``/api/v1`` route: the bearer token is missing or wrong.
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing or wrong bearer token"}
 }
 
 
@@ -41,3 +60,33 @@ def path_parts(path: str) -> list[str | int]:
 def unprocessable(errors: Iterable[tuple[Sequence[str | int], str]], kind: str) -> JSONResponse:
     detail = [{"loc": list(loc), "msg": msg, "type": kind} for loc, msg in errors]
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+#: What any route may answer before reaching its own logic (documented once, for all).
+EDGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body is not valid JSON"},
+    413: {"model": Problem, "description": "The body is over 1 MiB"},
+    429: {"model": Problem, "description": "Too many failed authentications"},
+    503: {"model": Problem, "description": "The bus refused the command (storage full, down)"},
+}
+
+
+def document_names(app: FastAPI, *, recipes: list[str], backends: list[str]) -> None:
+    """Make the OpenAPI document list the recipes a deploy accepts and the load backends a
+    benchmark accepts (enums), so a client (or a contract tester) knows the valid names
+    instead of guessing them; both are registries known only at start."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = original()
+        components = schema.get("components", {}).get("schemas", {})
+        for component, field, names in (
+            ("CreateService", "recipe", recipes),
+            ("Workload", "backend", backends),
+        ):
+            found = components.get(component)
+            if found is not None and names:
+                found["properties"][field]["enum"] = sorted(names)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
