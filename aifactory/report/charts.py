@@ -92,7 +92,9 @@ def render_svg(fig: Figure, chart_id: str) -> Markup:
 
 
 def colours(n: int) -> list[tuple[float, float, float, float]]:
-    if n <= 1:
+    if n <= 0:
+        return []
+    if n == 1:
         return [mpl.colors.to_rgba("C0")]
     cmap = mpl.colormaps["viridis"]
     return [cmap(0.9 * k / (n - 1)) for k in range(n)]

@@ -26,7 +26,7 @@ from tests.unit.test_report import (
 )
 
 
-def folder_with_server_side(tmp_path: Path, *, keep_rows: bool = True) -> Path:
+def folder_with_server_side(tmp_path: Path, *, keep_rows: bool = True, vllm: bool = True) -> Path:
     folder = tmp_path / "res"
     records = run_records(0)
     summary = write_folder(folder, [poisson_plan()], records)
@@ -35,6 +35,7 @@ def folder_with_server_side(tmp_path: Path, *, keep_rows: bool = True) -> Path:
     samples = [
         replace(r, labels={**r.labels, "Hostname": HOSTILE}) if "gpu" in r.labels else r
         for r in rows()
+        if vllm or not r.metric.startswith("vllm:")
     ]
     summary = with_server_side(
         summary.model_copy(update={"runs": runs}), spans_of(records), samples
@@ -56,6 +57,13 @@ def test_the_section_shows_aggregates_and_charts_on_the_client_axis(tmp_path: Pa
     assert html.count("<svg") == 4  # the client's two, then server and GPU/node
     assert 'id="w0-server"' in html and 'id="w0-gpu-node"' in html
     assert HOSTILE not in html
+
+
+def test_a_server_without_vllm_series_gets_no_empty_serving_chart(tmp_path: Path) -> None:
+    """A vector database (or any non-vLLM service): GPUs and nodes only, and no crash."""
+    html = build_report(folder_with_server_side(tmp_path, vllm=False)).read_text()
+    assert "<h3>Server and GPU</h3>" in html
+    assert 'id="w0-server"' not in html and 'id="w0-gpu-node"' in html
 
 
 def test_aggregates_without_the_samples_file_still_show(tmp_path: Path) -> None:
