@@ -2,7 +2,8 @@
 # Shared set-up for deploy/test.sh and deploy/quickstart.sh: system packages (as root, with
 # apt), the virtual environment in .venv and the project installed into it. Idempotent.
 #   AIFACTORY_SETUP_SYSTEM=0  skip the apt step
-#   AIFACTORY_SETUP_EXTRAS    pip extras to install (default: dev)
+#   AIFACTORY_SETUP_EXTRAS    pip extras to install (default: dev,chroma: the tests and
+#                             examples/vector-db.yaml run a real Chroma server)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -41,7 +42,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   log=.venv/pip-install.log
   echo "setup: installing aifactory and its dependencies into .venv (log: $log)" >&2
   if ! { .venv/bin/python -m pip install --upgrade pip \
-         && .venv/bin/python -m pip install -e ".[${AIFACTORY_SETUP_EXTRAS:-dev}]"; } >"$log" 2>&1; then
+         && .venv/bin/python -m pip install -e ".[${AIFACTORY_SETUP_EXTRAS:-dev,chroma}]"; } >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "setup: pip install failed; full log in $log" >&2
     exit 1

@@ -108,6 +108,11 @@ def synthetic(path: Path, n: int) -> None:
                 np.arange(0, k * 15 + 1, 15, dtype=np.int32),
                 pa.array(np.round(itl.ravel() * 1000).astype(np.int32)),
             ),
+            "operation": pa.array(["generate"] * k).dictionary_encode(),
+            **{name: pa.nulls(k, pa.int64()) for name in ("results", "rows")},
+            "bytes_sent": np.full(k, 400),
+            "bytes_received": np.full(k, 2000),
+            "recall": pa.nulls(k, pa.float64()),
         }
         table = pa.table({f.name: columns[f.name] for f in SCHEMA}).cast(SCHEMA)
         writer.write_table(table, row_group_size=ROW_GROUP)

@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python perf/loadgen_throughput.py [--requests 20000] [--concurrency 16,64,256]
-        [--baseline-requests 3000] [--json out.json]
+        [--baseline-requests 3000] [--before REF] [--json out.json]
 
 Why: the generator must never be the bottleneck it measures. Setup: the simulator streams
 16 tokens per request with TTFT 1 ms and no inter-token delay, pinned to core 0
@@ -26,7 +26,10 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from loadgen_common import ROOT, can_realtime, pinned, simulator
@@ -120,20 +123,41 @@ def child(args: argparse.Namespace) -> None:
 
 
 def _run_child(
-    engine: str, url: str, concurrency: int, requests: int, realtime: bool
+    engine: str,
+    url: str,
+    concurrency: int,
+    requests: int,
+    realtime: bool,
+    tree: Path = ROOT,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "child", "--engine", engine, "--url", url]
+    """One measurement in a fresh process; ``tree``: the source tree it imports."""
+    script = tree / "perf" / Path(__file__).name
+    cmd = [sys.executable, str(script), "child", "--engine", engine, "--url", url]
     cmd += ["--concurrency", str(concurrency), "--requests", str(requests)]
     proc = subprocess.run(
-        pinned(1, cmd, realtime), cwd=ROOT, capture_output=True, text=True, timeout=600
+        pinned(1, cmd, realtime), cwd=tree, capture_output=True, text=True, timeout=600
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"{engine} child failed: {proc.stderr[-3000:]}")
+        raise RuntimeError(f"{label or engine} child failed: {proc.stderr[-3000:]}")
     return {
-        "engine": engine,
+        "engine": label or engine,
         "concurrency": concurrency,
         **json.loads(proc.stdout.splitlines()[-1]),
     }
+
+
+def export_tree(ref: str, stack: ExitStack) -> Path:
+    """The repository at ``ref`` in a temporary folder (removed when ``stack`` closes)."""
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="loadgen-before-")))
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
 
 
 def main() -> None:
@@ -154,20 +178,30 @@ def main() -> None:
         help="run simulator and client at SCHED_FIFO 1 (default: when root)",
     )
     parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument(
+        "--before", default=None, metavar="REF", help="also measure git revision REF's loadgen"
+    )
     args = parser.parse_args()
     if args.cmd == "child":
         child(args)
         return
     rows: list[dict[str, Any]] = []
     print(f"realtime scheduling: {args.realtime}")
-    with simulator(*SIM_ARGS, core=0, realtime=args.realtime) as url:
+    with ExitStack() as stack:
+        before = export_tree(args.before, stack) if args.before else None
+        url = stack.enter_context(simulator(*SIM_ARGS, core=0, realtime=args.realtime))
         for conc in (int(x) for x in args.concurrency.split(",")):
+            if before is not None:
+                label = f"loadgen@{args.before}"[:24]
+                rows.append(
+                    _run_child("loadgen", url, conc, args.requests, args.realtime, before, label)
+                )
             rows.append(_run_child("loadgen", url, conc, args.requests, args.realtime))
             rows.append(_run_child("openai", url, conc, args.baseline_requests, args.realtime))
-    print(f"{'client':10} {'conc':>5} {'ok':>7} {'fail':>5} {'req/s':>9} {'CPU ms/req':>11}")
+    print(f"{'client':24} {'conc':>5} {'ok':>7} {'fail':>5} {'req/s':>9} {'CPU ms/req':>11}")
     for r in rows:
         print(
-            f"{r['engine']:10} {r['concurrency']:>5} {r['ok']:>7} {r['failed']:>5} "
+            f"{r['engine']:24} {r['concurrency']:>5} {r['ok']:>7} {r['failed']:>5} "
             f"{r['req_per_s']:>9.0f} {r['cpu_ms_per_req']:>11.3f}"
         )
     best = max((r for r in rows if r["engine"] == "loadgen"), key=lambda r: r["req_per_s"])

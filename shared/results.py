@@ -66,6 +66,19 @@ class ErrorType(StrEnum):
     STREAM_ERROR = "stream_error"  # the server put an error object inside the stream
     INVALID_RESPONSE = "invalid_response"  # unparsable JSON / unexpected shape
     CANCELLED = "cancelled"  # still in flight when the run stopped
+    #: The server refused vectors of another dimension than its collection's.
+    DIMENSION_MISMATCH = "dimension_mismatch"
+    #: A search found no hits at all where the dataset has neighbours: the collection is
+    #: empty (not ingested yet) or lost its rows.
+    EMPTY_COLLECTION = "empty_collection"
+
+
+class Operation(StrEnum):
+    """What one request did; statistics are also given per operation."""
+
+    GENERATE = "generate"  # an LLM generation (completion, chat, Ollama generate)
+    SEARCH = "search"  # a top-k vector search
+    UPSERT = "upsert"  # a batch of vectors written
 
 
 class TokenSource(StrEnum):
@@ -95,6 +108,40 @@ class EndpointSummary(BaseModel):
     request_throughput: float | None = None
     ttft_ms: Distribution
     e2el_ms: Distribution
+
+
+class OperationSummary(BaseModel):
+    """One operation's share of a run (searches and upserts of a mixed load apart)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    operation: Operation = Field(description="What these requests did.")
+    requests_sent: int = Field(description="Measured requests of this operation sent.")
+    requests_ok: int = Field(description="Of them, successful.")
+    requests_failed: int = Field(description="Of them, failed (by type in failures).")
+    failures: dict[ErrorType, int] = Field(
+        default_factory=dict, description="Failed requests of this operation by error type."
+    )
+    request_throughput: float | None = Field(
+        default=None, description="Successful requests per second over the run's duration (QPS)."
+    )
+    goodput: float | None = Field(
+        default=None, description="Successful requests meeting every SLO set, per second."
+    )
+    latency_ms: Distribution = Field(description="Whole-response latency of successful ones.")
+    bytes_sent: int = Field(0, description="Request bytes (headers and body) sent.")
+    bytes_received: int = Field(0, description="Response bytes (headers and body) received.")
+    recall: Distribution = Field(
+        default_factory=Distribution,
+        description="Searches: recall@k per query (|returned ∩ true top-k| / k).",
+    )
+    top_k: int | None = Field(default=None, description="Searches: the k asked for.")
+    rows: int = Field(0, description="Upserts: rows written by successful requests.")
+    rows_per_s: float | None = Field(
+        default=None,
+        description="Upserts: rows written per second, first send to last response of the "
+        "upserts (the ingest throughput).",
+    )
 
 
 class ServerAggregates(BaseModel):
@@ -190,6 +237,19 @@ class RunSummary(BaseModel):
     worker_pids: list[int] = Field(default_factory=list)
     #: Per endpoint, when the load was spread over several (a service's replicas).
     endpoints: list[EndpointSummary] = Field(default_factory=list)
+    operations: list[OperationSummary] = Field(
+        default_factory=list,
+        description="Per operation (search, upsert) of the measured requests; empty for a run "
+        "of LLM generations only, whose one operation is the run itself.",
+    )
+    bytes_sent: int = Field(0, description="Request bytes sent by measured requests.")
+    bytes_received: int = Field(0, description="Response bytes received by measured requests.")
+    index_ready_s: float | None = Field(
+        default=None,
+        description="Vector ingest: seconds from the last upsert's response until the server "
+        "reported its index built (null: nothing to wait for, not reported, or not built "
+        "within 10 minutes).",
+    )
     #: The server's side of the run (monitor samples), when the target is a service.
     server: ServerAggregates | None = None
 

@@ -15,6 +15,7 @@ from typing import Annotated, Self
 from pydantic import ConfigDict, Field, JsonValue, model_validator
 
 from aifactory.shared.strict import StrictModel, WireSecret
+from aifactory.shared.vectors import VectorMode, VectorWorkload
 
 
 class ProfileKind(StrEnum):
@@ -84,19 +85,23 @@ class DatasetConfig(StrictModel):
 
 
 class SloConfig(StrictModel):
-    """Service-level objectives in milliseconds; a request meets them if it meets every one set.
+    """Service-level objectives; a request meets them if it meets every one set.
 
     Goodput counts successful requests meeting all the objectives; with none set it is not
-    computed (``null`` in the summary).
+    computed (``null`` in the summary). Latencies are in milliseconds (``e2el_ms`` is the
+    whole response for non-streamed requests, vector operations included); ``recall`` is
+    the least recall@k a search must reach (requests without a recall meet it), because
+    for a vector database a fast answer that misses the true neighbours is a wrong one.
     """
 
     ttft_ms: float | None = Field(default=None, gt=0)
     tpot_ms: float | None = Field(default=None, gt=0)
     e2el_ms: float | None = Field(default=None, gt=0)
+    recall: float | None = Field(default=None, gt=0, le=1)
 
     @property
     def any(self) -> bool:
-        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2el_ms))
+        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2el_ms, self.recall))
 
 
 def default_workers() -> int:
@@ -125,7 +130,8 @@ class Workload(StrictModel):
     )
 
     #: The API the target speaks: a registered load-generator backend (``openai_completions``,
-    #: ``openai_chat``, ``ollama_generate``, or a plugin's); checked where the load starts.
+    #: ``openai_chat``, ``ollama_generate``, ``chroma``, ``qdrant``, or a plugin's); checked
+    #: where the load starts.
     backend: str = Field(default="openai_completions", pattern=r"^[a-z][a-z0-9_+-]{0,31}$")
     #: Model name sent in requests; ``None`` asks the target (first model it lists).
     model: str | None = None
@@ -156,6 +162,8 @@ class Workload(StrictModel):
     workers: int = Field(default_factory=default_workers, ge=1, le=1024)
     seed: int = 0
     dataset: DatasetConfig = DatasetConfig()
+    #: Vector-database operations and data (vector backends only; their default when unset).
+    vector: VectorWorkload | None = None
     slo: SloConfig = SloConfig()
     #: Period of ``on_window`` callbacks (live metrics), seconds.
     window_s: float = Field(default=1.0, gt=0, le=3600)
@@ -174,7 +182,8 @@ class Workload(StrictModel):
             raise ValueError("profile 'concurrency' needs 'concurrency'")
         if self.warmup_requests and self.warmup_s:
             raise ValueError("give warmup by count ('warmup_requests') or time, not both")
-        if self.duration_s is None and self.requests is None:
+        ingest = self.vector is not None and self.vector.mode is VectorMode.INGEST
+        if self.duration_s is None and self.requests is None and not ingest:
             raise ValueError("give 'duration_s' or 'requests' (or both): a run must stop")
         if self.worker_partition is not None and self.worker_nodes is None:
             raise ValueError("'worker_partition' needs 'worker_nodes' (workers run locally)")

@@ -25,6 +25,8 @@ from rich.table import Table
 
 from aifactory.cli.common import settings
 from aifactory.cli.targets import TargetNotFound, resolve_target
+from aifactory.cli.vector_options import PANEL as _VEC
+from aifactory.cli.vector_options import operation_rows, vector_settings
 from aifactory.loadgen import (
     BenchConfig,
     BenchResult,
@@ -34,7 +36,7 @@ from aifactory.loadgen import (
     run_benchmark,
     write_results,
 )
-from aifactory.loadgen.backends import backend_class
+from aifactory.loadgen.backends import RequestKind, backend_class
 from aifactory.loadgen.results import RECORDS_FILE, export_records
 from aifactory.report import ReportError
 from aifactory.report.cli import report_command
@@ -42,8 +44,11 @@ from aifactory.shared.messages.base import ID_PATTERN
 from aifactory.shared.plugins import ExtensionError
 from aifactory.shared.results import RunSummary
 from aifactory.shared.states import BenchState
+from aifactory.shared.vectors import Distance, VectorDistribution, VectorMode
 
-bench_app = typer.Typer(help="Benchmark an inference endpoint.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmark an inference endpoint or a vector database.", no_args_is_help=True
+)
 
 _LOAD = "Load profile"
 _STOP = "Stop and warmup"
@@ -123,10 +128,16 @@ def summary_table(runs: list[RunSummary]) -> Table:
         ("output tokens /s", [_num(r.output_token_throughput) for r in runs]),
         ("goodput /s", [_num(r.goodput, 2) for r in runs]),
     ]
+    vector = operation_rows(runs)
+    if vector:
+        rows = [row for row in rows if row[0] != "output tokens /s"]
     for name in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "schedule_delay_ms"):
+        if vector and name in ("ttft_ms", "tpot_ms", "itl_ms"):
+            continue  # no tokens in vector operations
         for stat in ("p50", "p99"):
             values = [_ms(getattr(getattr(r, name), stat)) for r in runs]
             rows.append((f"{name.removesuffix('_ms')} {stat} ms", values))
+    rows.extend(vector)
     for label, values in rows:
         table.add_row(label, *values)
     return table
@@ -160,7 +171,7 @@ def run_command(
         str,
         typer.Option(
             help="API to speak: a registered backend (openai_completions, openai_chat, "
-            "ollama_generate, or a plugin's).",
+            "ollama_generate, chroma, qdrant, or a plugin's).",
             callback=_known_backend,
         ),
     ] = "openai_completions",
@@ -205,6 +216,44 @@ def run_command(
     slo_ttft_ms: Annotated[float | None, typer.Option(rich_help_panel=_SLO)] = None,
     slo_tpot_ms: Annotated[float | None, typer.Option(rich_help_panel=_SLO)] = None,
     slo_e2el_ms: Annotated[float | None, typer.Option(rich_help_panel=_SLO)] = None,
+    slo_recall: Annotated[
+        float | None, typer.Option(help="Least recall@k of a search.", rich_help_panel=_SLO)
+    ] = None,
+    vector_mode: Annotated[VectorMode, typer.Option(rich_help_panel=_VEC)] = VectorMode.SEARCH,
+    collection: Annotated[str, typer.Option(rich_help_panel=_VEC)] = "aifactory-bench",
+    distance: Annotated[Distance, typer.Option(rich_help_panel=_VEC)] = Distance.L2,
+    top_k: Annotated[int, typer.Option(rich_help_panel=_VEC)] = 10,
+    batch_size: Annotated[int, typer.Option(help="Rows per upsert.", rich_help_panel=_VEC)] = 100,
+    search_fraction: Annotated[
+        float, typer.Option(help="Mixed mode: share of searches.", rich_help_panel=_VEC)
+    ] = 0.9,
+    filter_: Annotated[
+        str | None,
+        typer.Option("--filter", help="Metadata equality, key=value.", rich_help_panel=_VEC),
+    ] = None,
+    recreate: Annotated[
+        bool | None,
+        typer.Option(
+            "--recreate/--no-recreate",
+            help="Drop and create the collection first (default: ingest only).",
+            rich_help_panel=_VEC,
+        ),
+    ] = None,
+    ef_search: Annotated[int | None, typer.Option(rich_help_panel=_VEC)] = None,
+    vectors: Annotated[
+        Path | None,
+        typer.Option(help=".npy, .fvecs or .jsonl (default: synthetic).", rich_help_panel=_VEC),
+    ] = None,
+    queries_file: Annotated[Path | None, typer.Option(rich_help_panel=_VEC)] = None,
+    ground_truth: Annotated[
+        Path | None, typer.Option(help=".ivecs or .npy of row ids.", rich_help_panel=_VEC)
+    ] = None,
+    dimension: Annotated[int, typer.Option(help="Synthetic.", rich_help_panel=_VEC)] = 128,
+    count: Annotated[int, typer.Option(help="Synthetic rows.", rich_help_panel=_VEC)] = 10_000,
+    queries: Annotated[int, typer.Option(help="Held-out queries.", rich_help_panel=_VEC)] = 100,
+    distribution: Annotated[
+        VectorDistribution, typer.Option(rich_help_panel=_VEC)
+    ] = VectorDistribution.NORMAL,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: cores).")] = None,
     out: Annotated[
         Path | None, typer.Option(help="Results directory (default: bench-results/<time>).")
@@ -217,7 +266,9 @@ def run_command(
 ) -> None:
     """Run a benchmark against TARGET and write its results."""
     console = Console(stderr=True)
-    if duration is None and requests is None:
+    is_vector = backend_class(backend).kind is RequestKind.VECTOR
+    ingest = is_vector and vector_mode is VectorMode.INGEST
+    if duration is None and requests is None and not ingest:
         duration = DEFAULT_DURATION_S
     fmt = dataset_format
     if dataset is not None and fmt is None:
@@ -254,8 +305,37 @@ def run_command(
                 output_tokens_mean, output_tokens_std, output_tokens_min, output_tokens_max
             ),
         },
-        "slo": {"ttft_ms": slo_ttft_ms, "tpot_ms": slo_tpot_ms, "e2el_ms": slo_e2el_ms},
+        "slo": {
+            "ttft_ms": slo_ttft_ms,
+            "tpot_ms": slo_tpot_ms,
+            "e2el_ms": slo_e2el_ms,
+            "recall": slo_recall,
+        },
     }
+    if is_vector:
+        try:
+            raw["vector"] = vector_settings(
+                mode=vector_mode,
+                collection=collection,
+                distance=distance,
+                top_k=top_k,
+                batch_size=batch_size,
+                search_fraction=search_fraction,
+                filter_text=filter_,
+                recreate=recreate,
+                ef_search=ef_search,
+                vectors=vectors,
+                queries_file=queries_file,
+                ground_truth=ground_truth,
+                dimension=dimension,
+                count=count,
+                queries=queries,
+                distribution=distribution,
+                seed=seed,
+            )
+        except ValueError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(EXIT_USAGE) from exc
     if workers is not None:
         raw["workers"] = workers
     try:

@@ -7,6 +7,8 @@ waiting for earlier ones; beyond ``max_in_flight`` it waits for a slot and count
 :class:`Budget` decides, per request, warmup vs measured and when to stop (request count,
 duration, ``max_seconds``). A stop (event, or the task being cancelled) cancels in-flight
 requests, which are recorded as ``cancelled``, and the engine still returns its report.
+What a request is (a prompt to generate from, a vector search or upsert) is the worker's
+:class:`~aifactory.loadgen.drivers.Driver`'s business: the engine only schedules them.
 """
 
 from __future__ import annotations
@@ -18,11 +20,9 @@ import os
 import resource
 import time
 from collections.abc import Coroutine, Sequence
+from typing import Any
 
-from aifactory.loadgen.backends import Backend
-from aifactory.loadgen.client import Requester
-from aifactory.loadgen.datasets.base import Prompt, PromptSource
-from aifactory.loadgen.datasets.tokens import TokenCounter
+from aifactory.loadgen.drivers.base import Driver
 from aifactory.loadgen.messages import RecordSink, WorkerProgress, WorkerReport
 from aifactory.loadgen.metrics.records import RequestRecord
 from aifactory.loadgen.scheduler.plan import RunPlan, arrival_offsets
@@ -104,19 +104,16 @@ class LoadEngine:
         self,
         plan: RunPlan,
         *,
-        backend: Backend,
-        prompts: PromptSource,
+        driver: Driver,
         clients: Sequence[HttpClient],
         sink: RecordSink,
         start_ns: int,
         worker_id: int,
         stop_event: asyncio.Event,
-        token_counter: TokenCounter | None = None,
         flush_s: float = 0.25,
     ) -> None:
         self._plan = plan
-        self._backend = backend
-        self._prompts = prompts
+        self._prepare = driver.next
         self._sink = sink
         self._start_ns = start_ns
         self._worker_id = worker_id
@@ -132,15 +129,13 @@ class LoadEngine:
         # One requester per endpoint; request i of worker w goes to endpoint (i + w) mod n,
         # so every endpoint gets an equal share of every worker's load.
         self._requesters = [
-            Requester(
+            driver.requester(
+                endpoint,
                 client,
-                backend,
                 start_ns=start_ns,
                 run_index=plan.run_index,
                 worker_id=worker_id,
                 deliver=self._deliver,
-                token_counter=token_counter,
-                endpoint=endpoint,
             )
             for endpoint, client in enumerate(clients)
         ]
@@ -151,12 +146,8 @@ class LoadEngine:
         self._progress.completed += 1
         self._progress.in_flight -= 1
 
-    def _prepare(self) -> tuple[Prompt, bytes]:
-        prompt = self._prompts.next()
-        return prompt, self._backend.body(prompt, prompt.output_tokens)
-
     def _start(
-        self, index: int, scheduled: int, warm: bool, prompt: Prompt, body: bytes
+        self, index: int, scheduled: int, warm: bool, item: Any, body: bytes
     ) -> Coroutine[None, None, None]:
         """Send one request now; returns the coroutine that receives its response."""
         p = self._progress
@@ -165,9 +156,7 @@ class LoadEngine:
         if p.in_flight > self._max_in_flight:
             self._max_in_flight = p.in_flight
         requester = self._requesters[(index + self._worker_id) % len(self._requesters)]
-        return requester.start(
-            prompt, body, request_index=index, scheduled_ns=scheduled, warmup=warm
-        )
+        return requester.start(item, body, request_index=index, scheduled_ns=scheduled, warmup=warm)
 
     async def _closed_loop(self) -> None:
         while True:
@@ -175,8 +164,8 @@ class LoadEngine:
             warm = self.budget.admit(scheduled)
             if warm is None:
                 return
-            prompt, body = self._prepare()
-            await self._start(self.budget.issued - 1, scheduled, warm, prompt, body)
+            item, body = self._prepare()
+            await self._start(self.budget.issued - 1, scheduled, warm, item, body)
 
     async def _open_loop(self) -> None:
         plan = self._plan
@@ -188,14 +177,14 @@ class LoadEngine:
             if warm is None:
                 return
             index = self.budget.issued - 1
-            prompt, body = self._prepare()
+            item, body = self._prepare()
             await sleep_until(scheduled)
             if slots.locked():
                 self._progress.cap_hits += 1
             await slots.acquire()
             # The request is written inside _start, before the task exists: the task only
             # waits for the response, so loop scheduling does not delay the send.
-            task = loop.create_task(self._start(index, scheduled, warm, prompt, body))
+            task = loop.create_task(self._start(index, scheduled, warm, item, body))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             task.add_done_callback(lambda _t: slots.release())

@@ -1,6 +1,7 @@
-"""Pre-flight: prove the target answers the chosen API before any load is generated.
+"""Pre-flight of LLM generation backends: prove the target answers before any load.
 
-A run against a wrong port or the wrong backend must fail in a second with a message saying
+(``aifactory.loadgen.drivers.preflight`` picks the pre-flight of the backend's kind.) A run
+against a wrong port or the wrong backend must fail in a second with a message saying
 what to fix, not produce a results directory full of ``connection_refused``. Steps: list the
 models (also resolves ``model`` when not given), then one 1-token generation through the very
 HTTP client, backend and parser the run will use.
@@ -10,17 +11,15 @@ from __future__ import annotations
 
 import orjson
 
-from aifactory.loadgen.backends import Backend, backend_class, make_backend
+from aifactory.loadgen.backends import GenerationBackend
 from aifactory.loadgen.datasets.base import Prompt
 from aifactory.loadgen.errors import (
-    ConfigError,
     InvalidResponseError,
     PreflightError,
     ServerStreamError,
     StreamCutError,
 )
 from aifactory.loadgen.transport import ConnectionLostError, HttpClient, HttpProtocolError
-from aifactory.shared.plugins import ExtensionError
 from aifactory.shared.workload import BenchConfig
 
 PREFLIGHT_TIMEOUT_S = 30.0
@@ -41,7 +40,7 @@ def _unreachable(url: str, exc: BaseException) -> PreflightError:
     return PreflightError(f"cannot reach {url}: {exc}")
 
 
-async def _list_models(client: HttpClient, cls: type[Backend], hint: str) -> list[str]:
+async def _list_models(client: HttpClient, cls: type[GenerationBackend], hint: str) -> list[str]:
     url = client.url(cls.models_path)
     try:
         resp = await client.request(client.get_payload(cls.models_path))
@@ -59,7 +58,7 @@ async def _list_models(client: HttpClient, cls: type[Backend], hint: str) -> lis
         raise PreflightError(f"{url}: malformed model list ({exc}): {text!r} {hint}") from exc
 
 
-async def _probe_once(client: HttpClient, backend: Backend, hint: str) -> None:
+async def _probe_once(client: HttpClient, backend: GenerationBackend, hint: str) -> None:
     url = client.url(backend.path)
     body = backend.body(Prompt(index=0, text="Hello", prompt_tokens=1, output_tokens=1), 1)
     payload = HttpClient.post_payload(client.post_head(backend.path), body)
@@ -93,7 +92,7 @@ async def _probe_once(client: HttpClient, backend: Backend, hint: str) -> None:
         raise PreflightError(f"{url} gave a malformed response: {exc} {hint}") from exc
 
 
-async def _probe(client: HttpClient, backend: Backend, hint: str) -> None:
+async def _probe(client: HttpClient, backend: GenerationBackend, hint: str) -> None:
     """A 1-token generation must succeed within :data:`PROBE_ATTEMPTS` tries."""
     last = ""
     for _ in range(PROBE_ATTEMPTS):
@@ -106,12 +105,8 @@ async def _probe(client: HttpClient, backend: Backend, hint: str) -> None:
     raise PreflightError(f"{last} ({PROBE_ATTEMPTS} attempts)")
 
 
-async def preflight(config: BenchConfig) -> BenchConfig:
+async def generation_preflight(config: BenchConfig, cls: type[GenerationBackend]) -> BenchConfig:
     """Check the target; return the config with ``model`` resolved. Raises PreflightError."""
-    try:
-        cls = backend_class(config.backend)
-    except ExtensionError as exc:
-        raise ConfigError(f"backend: {exc}") from None
     api_key = config.api_key.get_secret_value() if config.api_key else None
     hint = f"(is --backend {config.backend} right for this target?)"
     model = config.model
@@ -126,12 +121,11 @@ async def preflight(config: BenchConfig) -> BenchConfig:
                     where = client.url(cls.models_path)
                     raise PreflightError(f"{where} lists no models; pass --model")
                 model = names[0]
-            backend = make_backend(
-                config.backend,
+            backend = cls(
                 model,
                 stream=config.stream,
                 ignore_eos=config.ignore_eos,
-                extra_body=config.extra_body,
+                extra_body=dict(config.extra_body),
             )
             await _probe(client, backend, hint)
     return config.model_copy(update={"model": model})

@@ -1,7 +1,8 @@
 """Live progress on the terminal (rich), off when not a TTY or when asked.
 
 Shows, per window: elapsed time, sent, completed, errors, in flight, the current completion
-rate and p50 TTFT. Rendering happens only on window ticks, never per request.
+rate, p50 TTFT (streamed generations) and p50 end-to-end latency (everything, vector
+operations included). Rendering happens only on window ticks, never per request.
 """
 
 from __future__ import annotations
@@ -48,7 +49,16 @@ class LiveProgress:
         if self._live is None:
             return
         table = Table(title=f"run {w.run_index}: {w.label}", show_edge=False)
-        for col in ("elapsed", "sent", "done", "errors", "in flight", "req/s", "p50 TTFT"):
+        for col in (
+            "elapsed",
+            "sent",
+            "done",
+            "errors",
+            "in flight",
+            "req/s",
+            "p50 TTFT",
+            "p50 E2E",
+        ):
             table.add_column(col, justify="right")
         table.add_row(
             f"{w.elapsed_s:,.1f}s",
@@ -58,5 +68,6 @@ class LiveProgress:
             f"{w.in_flight:,}",
             _fmt(w.request_rate),
             _fmt(w.ttft_p50_ms, " ms"),
+            _fmt(w.e2el_p50_ms, " ms"),
         )
         self._live.update(table)

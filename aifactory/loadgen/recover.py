@@ -56,7 +56,12 @@ def recover_interrupted(
             recover(path)
         plan = _plan(config, runs, index)
         state = BenchState.COMPLETED if closed else BenchState.INTERRUPTED
-        runs.append(summarize_file(path, plan, [], config.slo, state=state, targets=config.targets))
+        top_k = config.vector.top_k if config.vector else None
+        runs.append(
+            summarize_file(
+                path, plan, [], config.slo, state=state, targets=config.targets, top_k=top_k
+            )
+        )
         paths.append(path)
     records = out_dir / RECORDS_FILE
     concatenate(paths, records)

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from aifactory.loadgen.metrics.operations import operation_csv
 from aifactory.loadgen.metrics.records import RequestRecord
 from aifactory.loadgen.store import (
     ITL_COLUMN,
@@ -113,6 +114,7 @@ def csv_row(run: RunSummary) -> dict[str, object]:
         for stat in _CSV_STATS:
             row[f"{metric}_{stat}"] = getattr(dist, stat)
     row["failures"] = ";".join(f"{k}={v}" for k, v in run.failures.items())
+    row.update(operation_csv(run.operations))
     return row
 
 
@@ -132,7 +134,8 @@ def write_results(result: BenchResult, out_dir: Path) -> dict[str, Path]:
     rows = [csv_row(run) for run in result.summary.runs]
     with paths["csv"].open("w", newline="") as fh:
         if rows:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            columns = list(dict.fromkeys(k for row in rows for k in row))  # stages may differ
+            writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
     return paths

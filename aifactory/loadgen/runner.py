@@ -22,12 +22,11 @@ from aifactory.loadgen.collector import (
     RecordsCallback,
     WindowCallback,
 )
-from aifactory.loadgen.datasets import validate_dataset
 from aifactory.loadgen.datasets.tokens import TokenCounter
+from aifactory.loadgen.drivers import driver_for, preflight, resolve_backend
 from aifactory.loadgen.errors import ConfigError, LoadgenError
 from aifactory.loadgen.messages import WorkerReport, WorkerSpec
 from aifactory.loadgen.metrics.columns import summarize_file
-from aifactory.loadgen.preflight import preflight
 from aifactory.loadgen.progress import LiveProgress
 from aifactory.loadgen.results import RECORDS_FILE, BenchResult, assemble_result
 from aifactory.loadgen.scheduler import (
@@ -41,7 +40,7 @@ from aifactory.loadgen.scheduler import (
     synchronous_stage,
     throughput_stage,
 )
-from aifactory.loadgen.workers import ProcessWorkers, run_worker
+from aifactory.loadgen.workers import ProcessWorkers, prepared_worker
 from aifactory.shared.messages.base import utcnow
 from aifactory.shared.results import LoopKind, RunSummary
 from aifactory.shared.states import BenchState
@@ -91,10 +90,9 @@ async def _in_process(
     stop: asyncio.Event,
     token_counter: TokenCounter | None,
 ) -> list[WorkerReport]:
-    start_ns = time.perf_counter_ns() + _IN_PROCESS_LEAD_NS
-    report = await run_worker(
-        spec, CollectorSink(collector), stop, start_ns=start_ns, token_counter=token_counter
-    )
+    async with prepared_worker(spec, token_counter) as worker:
+        start_ns = time.perf_counter_ns() + _IN_PROCESS_LEAD_NS
+        report = await worker.run(CollectorSink(collector), stop, start_ns=start_ns)
     return [report]
 
 
@@ -128,7 +126,7 @@ async def _run_stage(
     state = BenchState.CANCELLED if cancelled else BenchState.COMPLETED
     path = collector.end_stage()
     assert path is not None, "the stage began with a records file"
-    return summarize_file(
+    run = summarize_file(
         path,
         plan,
         reports,
@@ -136,7 +134,17 @@ async def _run_stage(
         state=state,
         targets=config.targets,
         started_at=started_at,
+        top_k=config.vector.top_k if config.vector else None,
     )
+    return await settle(config, run)
+
+
+async def settle(config: BenchConfig, run: RunSummary) -> RunSummary:
+    """A completed stage with what only the server can add (a vector index's build time)."""
+    if run.state is not BenchState.COMPLETED:
+        return run
+    backend = resolve_backend(config.backend)
+    return await driver_for(backend).after_stage(config, backend, run)
 
 
 async def run_benchmark(
@@ -160,7 +168,6 @@ async def run_benchmark(
     ``token_counter`` replaces the built-in estimate for responses without usage.
     """
     started_at = utcnow()
-    validate_dataset(config.dataset)
     resolved = await preflight(config)
     stop = stop_event or asyncio.Event()
     display = LiveProgress(enabled=progress)

@@ -47,14 +47,15 @@ class HttpProtocolError(LoadgenError):
 
 
 class Response:
-    """Status and (non-streamed, or error) body of a finished response."""
+    """Status and (non-streamed, or error) body of a finished response, and its size."""
 
-    __slots__ = ("body", "end_ns", "status")
+    __slots__ = ("body", "end_ns", "received", "status")
 
-    def __init__(self, status: int, body: bytes, end_ns: int) -> None:
+    def __init__(self, status: int, body: bytes, end_ns: int, received: int = 0) -> None:
         self.status = status
         self.body = body
         self.end_ns = end_ns
+        self.received = received  # bytes read for this response: status line, headers, body
 
 
 class _Connection(asyncio.Protocol):
@@ -72,6 +73,7 @@ class _Connection(asyncio.Protocol):
         self._status = 0
         self._now = 0
         self._got_bytes = False
+        self._received = 0
         self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol
@@ -82,6 +84,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._now = time.perf_counter_ns()
         self._got_bytes = True
+        self._received += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -119,7 +122,7 @@ class _Connection(asyncio.Protocol):
             return
         if self._timer is not None:
             self._timer.cancel()
-        resp = Response(self._status, b"".join(self._body), self._now)
+        resp = Response(self._status, b"".join(self._body), self._now, self._received)
         self._fut = None
         if self._parser.should_keep_alive():
             self._client.release(self)
@@ -139,6 +142,7 @@ class _Connection(asyncio.Protocol):
         self._body_len = 0
         self._status = 0
         self._got_bytes = False
+        self._received = 0
         self._timer = loop.call_later(timeout_s, self._on_timeout, timeout_s)
         self.transport.write(payload)
         return fut
@@ -201,17 +205,27 @@ class HttpClient:
 
     def post_head(self, path: str) -> bytes:
         """Request line and headers of a JSON POST, up to ``Content-Length: `` (no value)."""
+        return self.json_head("POST", path)
+
+    def json_head(self, method: str, path: str) -> bytes:
+        """Request line and headers of a request with a JSON body (PUT, POST...), up to
+        ``Content-Length: `` (no value): built once, completed per request by
+        :meth:`post_payload`."""
         return (
-            f"POST {self._prefix}{path} HTTP/1.1\r\n{self._headers}"
+            f"{method} {self._prefix}{path} HTTP/1.1\r\n{self._headers}"
             "Content-Type: application/json\r\nContent-Length: "
         ).encode("latin-1")
+
+    def bodiless_payload(self, method: str, path: str) -> bytes:
+        """A whole request without a body (GET, DELETE)."""
+        return f"{method} {self._prefix}{path} HTTP/1.1\r\n{self._headers}\r\n".encode("latin-1")
 
     @staticmethod
     def post_payload(head: bytes, body: bytes) -> bytes:
         return b"%s%d\r\n\r\n%s" % (head, len(body), body)
 
     def get_payload(self, path: str) -> bytes:
-        return f"GET {self._prefix}{path} HTTP/1.1\r\n{self._headers}\r\n".encode("latin-1")
+        return self.bodiless_payload("GET", path)
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()

@@ -1,6 +1,7 @@
 """Workers: the reusable entry (:func:`run_worker`) and local child processes over pipes.
 
-``run_worker`` is what any worker runs, wherever it is: in-process (``workers=1``), in a
+``run_worker`` (:func:`prepared_worker`, then :meth:`PreparedWorker.run`) is what any
+worker runs, wherever it is: in-process (``workers=1``), in a
 child process started here, or on another node (a SLURM worker publishing over NATS gives it
 its own :class:`RecordSink`). Child processes are *spawned* (not forked: the parent may hold
 an event loop, threads and sockets) and talk orjson messages over a duplex pipe:
@@ -21,16 +22,16 @@ import multiprocessing
 import resource
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
 import uvloop
 
-from aifactory.loadgen.backends import BACKENDS, backend_class, make_backend
-from aifactory.loadgen.datasets import make_prompt_source
+from aifactory.loadgen.backends import BACKENDS, backend_class
 from aifactory.loadgen.datasets.tokens import TokenCounter
+from aifactory.loadgen.drivers import Driver, driver_for
 from aifactory.loadgen.engine import LoadEngine
 from aifactory.loadgen.errors import WorkerError
 from aifactory.loadgen.messages import RecordSink, WorkerProgress, WorkerReport, WorkerSpec
@@ -65,27 +66,38 @@ def start_ns_from_wall(start_wall_ns: int) -> int:
     return time.perf_counter_ns() + (start_wall_ns - time.time_ns())
 
 
-async def run_worker(
-    spec: WorkerSpec,
-    sink: RecordSink,
-    stop_event: asyncio.Event,
-    *,
-    start_ns: int,
-    token_counter: TokenCounter | None = None,
-) -> WorkerReport:
-    """Run one worker's share of a run to its end (or a stop); records go to ``sink``."""
+class PreparedWorker:
+    """A worker with its data loaded and its endpoints open, ready to start on time."""
+
+    def __init__(self, spec: WorkerSpec, driver: Driver, clients: list[HttpClient]) -> None:
+        self.spec = spec
+        self.driver = driver
+        self.clients = clients
+
+    async def run(
+        self, sink: RecordSink, stop_event: asyncio.Event, *, start_ns: int
+    ) -> WorkerReport:
+        engine = LoadEngine(
+            self.spec.plan,
+            driver=self.driver,
+            clients=self.clients,
+            sink=sink,
+            start_ns=start_ns,
+            worker_id=self.spec.worker_id,
+            stop_event=stop_event,
+            flush_s=self.spec.flush_s,
+        )
+        return await engine.run()
+
+
+@contextlib.asynccontextmanager
+async def prepared_worker(
+    spec: WorkerSpec, token_counter: TokenCounter | None = None
+) -> AsyncIterator[PreparedWorker]:
+    """Load what the worker's requests need (prompts; vectors, ground truth, collection
+    routes) and open its HTTP clients, *before* the shared start, so that the first
+    scheduled sends are on time however long loading takes."""
     cfg = spec.config
-    assert cfg.model is not None, "resolve the model (pre-flight) before starting workers"
-    backend = make_backend(
-        cfg.backend,
-        cfg.model,
-        stream=cfg.stream,
-        ignore_eos=cfg.ignore_eos,
-        extra_body=cfg.extra_body,
-    )
-    prompts = make_prompt_source(
-        cfg.dataset, seed=spec.plan.seed, worker_id=spec.worker_id, n_workers=spec.n_workers
-    )
     api_key = cfg.api_key.get_secret_value() if cfg.api_key else None
     raise_fd_limit(spec.plan.pool_size)
     cls = backend_class(cfg.backend)
@@ -96,19 +108,25 @@ async def run_worker(
             )
             for url in cfg.targets
         ]
-        engine = LoadEngine(
-            spec.plan,
-            backend=backend,
-            prompts=prompts,
-            clients=clients,
-            sink=sink,
-            start_ns=start_ns,
-            worker_id=spec.worker_id,
-            stop_event=stop_event,
-            token_counter=token_counter,
-            flush_s=spec.flush_s,
-        )
-        return await engine.run()
+        driver = await driver_for(cls).for_worker(spec, clients, token_counter)
+        yield PreparedWorker(spec, driver, clients)
+
+
+async def run_worker(
+    spec: WorkerSpec,
+    sink: RecordSink,
+    stop_event: asyncio.Event,
+    *,
+    start_ns: int,
+    token_counter: TokenCounter | None = None,
+) -> WorkerReport:
+    """Run one worker's share of a run to its end (or a stop); records go to ``sink``.
+
+    Loading happens first: a caller that can, prepares with :func:`prepared_worker` before
+    choosing ``start_ns`` (local workers do).
+    """
+    async with prepared_worker(spec, token_counter) as worker:
+        return await worker.run(sink, stop_event, start_ns=start_ns)
 
 
 # ----------------------------------------------------------------- child process side
@@ -146,10 +164,11 @@ async def _child_main(spec: WorkerSpec, conn: Connection) -> None:
             if not started.done():
                 started.set_result(time.perf_counter_ns())
 
-    loop.add_reader(conn.fileno(), on_message)
-    conn.send_bytes(orjson.dumps({"t": "ready"}))
-    start_ns = await started
-    report = await run_worker(spec, _PipeSink(conn), stop_event, start_ns=start_ns)
+    async with prepared_worker(spec) as worker:
+        loop.add_reader(conn.fileno(), on_message)
+        conn.send_bytes(orjson.dumps({"t": "ready"}))
+        start_ns = await started
+        report = await worker.run(_PipeSink(conn), stop_event, start_ns=start_ns)
     loop.remove_reader(conn.fileno())
     conn.send_bytes(orjson.dumps({"t": "report", "report": report.model_dump()}))
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from aifactory.report import view
+from aifactory.report import vectors, view
 from aifactory.report.charts import Chart, workload_charts
 from aifactory.report.load import LoadedResults, ReportError, load_results
 from aifactory.report.logs import AlertRow, LogLink
@@ -82,13 +82,14 @@ def run_heading(run: RunSummary, sweep: bool) -> str:
 def workload_view(anchor: str, name: str | None, loaded: LoadedResults) -> WorkloadView:
     summary = loaded.summary
     sweep = view.is_sweep(summary)
+    vector = vectors.has_vectors(summary.runs)
     runs = [
         RunView(
             run=run,
             anchor=f"{anchor}-run{run.run_index}",
             heading=run_heading(run, sweep),
-            key_numbers=view.key_numbers(run),
-            stats=view.stat_rows(run),
+            key_numbers=_key_numbers(run, vector),
+            stats=_stat_rows(run, vector),
         )
         for run in summary.runs
     ]
@@ -97,7 +98,12 @@ def workload_view(anchor: str, name: str | None, loaded: LoadedResults) -> Workl
         notes.append(f"The benchmark ended in state '{summary.state.value}': figures are partial.")
     if not summary.runs:
         notes.append("The summary holds no run.")
-    charts = workload_charts(anchor, summary.runs, loaded.points) if loaded.has_records else []
+    charts: list[Chart] = []
+    if loaded.records_path is not None:
+        if vector:
+            charts = vectors.vector_charts(anchor, summary.runs, loaded.records_path)
+        else:
+            charts = workload_charts(anchor, summary.runs, loaded.points)
     return WorkloadView(
         anchor=anchor,
         name=name,
@@ -112,6 +118,25 @@ def workload_view(anchor: str, name: str | None, loaded: LoadedResults) -> Workl
         config_json=view.config_json(summary),
         server=server_view(anchor, summary.runs, loaded.points, loaded.server_rows),
     )
+
+
+#: Token figures, meaningless for vector operations: left out of their runs' key numbers.
+_TOKEN_KEYS = frozenset({"output_token_throughput", "total_token_throughput"})
+_TOKEN_STATS = frozenset({"TTFT", "TPOT", "ITL"})
+
+
+def _key_numbers(run: RunSummary, vector: bool) -> list[view.KeyNumber]:
+    numbers = view.key_numbers(run)
+    if not vector:
+        return numbers
+    return [k for k in numbers if k.key not in _TOKEN_KEYS] + vectors.key_numbers(run)
+
+
+def _stat_rows(run: RunSummary, vector: bool) -> list[view.StatRow]:
+    rows = view.stat_rows(run)
+    if not vector:
+        return rows
+    return [r for r in rows if r.name not in _TOKEN_STATS] + vectors.stat_rows(run)
 
 
 @cache

@@ -31,6 +31,8 @@ class LoadedResults:
     summary: BenchSummary
     points: dict[int, RunPoints] = field(default_factory=dict)
     has_records: bool = False
+    #: The records file, when it is there and readable (charts read their columns from it).
+    records_path: Path | None = None
     notes: list[str] = field(default_factory=list)
     #: The monitor's samples of the benchmark's window (``server_metrics.jsonl``), if any.
     server_rows: list[Row] | None = None
@@ -66,4 +68,5 @@ def load_results(results_dir: Path) -> LoadedResults:
         loaded.notes.append(f"{RECORDS_FILE} is unreadable ({exc}); charts are not available.")
         return loaded
     loaded.has_records = True
+    loaded.records_path = records_path
     return loaded

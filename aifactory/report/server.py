@@ -167,8 +167,11 @@ def server_view(
     if rows and axis:
         tl = timeline(rows)
         sweep = len(runs) > 1
+        # The inference server's panels only for a server exposing them (vLLM's series): a
+        # vector database or a plain HTTP service would get three empty panels.
+        serving = tl.running or tl.waiting or tl.kv_cache or tl.generation
         charts = [
-            server_chart(f"{prefix}-server", tl, axis, sweep),
+            *([server_chart(f"{prefix}-server", tl, axis, sweep)] if serving else []),
             gpu_node_chart(f"{prefix}-gpu-node", tl, axis, sweep),
         ]
     elif rows:

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aifactory.cli.main import app
-from aifactory.loadgen.backends import Backend, LineParser, ResponseState, make_backend
+from aifactory.loadgen.backends import GenerationBackend, LineParser, ResponseState, make_backend
 from aifactory.loadgen.backends.base import SseParser, decode_json
 from aifactory.loadgen.datasets.base import Prompt
 from aifactory.shared.executors.base import Executor
@@ -58,7 +58,7 @@ class _TextSse(SseParser):
             self.state.token(text, now_ns)
 
 
-class ToyTextBackend(Backend, name="toy_text"):
+class ToyTextBackend(GenerationBackend, name="toy_text"):
     """OpenAI completions spoken by hand: its own body, its own stream parser."""
 
     path = "/v1/completions"

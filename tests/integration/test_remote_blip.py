@@ -119,7 +119,9 @@ async def test_workers_that_lose_the_bus_for_too_long_stop_and_say_why(
     deadline = time.monotonic() + 20
     output = ""
     while time.monotonic() < deadline:
-        output = "".join(p.read_text(errors="replace") for p in job.glob("*.out"))
+        # the workers log to stderr: the job's .err (the local executor keeps it apart)
+        files = [*job.glob("*.out"), *job.glob("*.err")]
+        output = "".join(p.read_text(errors="replace") for p in files)
         if output.count("lost the bus for more than 3s; stopping") >= 2:
             break
         await asyncio.sleep(0.2)

@@ -16,7 +16,7 @@ from aifactory.loadgen.metrics.stats import describe
 from aifactory.loadgen.metrics.summary import summarize_run
 from aifactory.loadgen.scheduler.plan import RunPlan
 from aifactory.loadgen.store import RecordWriter, iter_records
-from aifactory.shared.results import ErrorType, LoopKind, TokenSource
+from aifactory.shared.results import ErrorType, LoopKind, Operation, TokenSource
 from aifactory.shared.states import BenchState
 from aifactory.shared.workload import SloConfig
 
@@ -96,6 +96,86 @@ def test_the_file_path_gives_the_numbers_of_the_memory_path(
     )  # fmt: skip
     assert selected == memory
     assert list(iter_records(tmp_path / "records.parquet")) == records
+
+
+def fake_vector_records(n: int, *, truth: bool, seed: int = 11) -> list[RequestRecord]:
+    """A mixed vector load: searches (with recall when there is ground truth) and upserts,
+    warmup, typed failures and cancellations, bytes each way; the upserts of the warmup
+    only are an operation the measured run does not have."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        warmup = i < n // 10
+        if warmup and i % 2:
+            op = Operation.GENERATE  # warmup only: never a measured operation
+        else:
+            op = Operation.SEARCH if rng.random() < 0.7 else Operation.UPSERT
+        t0 = i * 0.002 + rng.random() * 1e-4
+        rec = RequestRecord(
+            run_index=0,
+            worker_id=i % 2,
+            request_index=i // 2,
+            prompt_index=rng.randrange(50),
+            warmup=warmup,
+            scheduled_s=t0 - rng.random() * 1e-4,
+            t0_s=t0,
+            end_s=t0 + rng.random() * (0.2 if op is Operation.UPSERT else 0.02),
+            endpoint=i % 2,
+            operation=op,
+            bytes_sent=rng.randrange(200, 40_000),
+            # a failed upsert wrote nothing: the summary must not count its rows
+            rows=rng.choice([64, 100, 128]) if op is Operation.UPSERT else None,
+        )
+        if rng.random() < 0.08:
+            rec.error = rng.choice(
+                [ErrorType.DIMENSION_MISMATCH, ErrorType.EMPTY_COLLECTION, ErrorType.TIMEOUT,
+                 ErrorType.CANCELLED, ErrorType.INVALID_RESPONSE]
+            )  # fmt: skip
+            rec.error_message = "boom"
+            if rec.error is ErrorType.CANCELLED:
+                rec.bytes_sent = None
+        else:
+            rec.e2e_ms = (rec.end_s - rec.t0_s) * 1000
+            rec.bytes_received = rng.randrange(100, 5000)
+            if op is Operation.SEARCH:
+                rec.results = 10
+                rec.recall = rng.choice([1.0, 0.9, 0.8, 0.5]) if truth else None
+        out.append(rec)
+    return out
+
+
+@pytest.mark.parametrize("truth", [True, False], ids=["recall", "no-truth"])
+@pytest.mark.parametrize(
+    "slo",
+    [SloConfig(), SloConfig(e2el_ms=12, recall=0.85), SloConfig(recall=0.95)],
+    ids=["none", "latency+recall", "recall"],
+)
+def test_the_file_path_gives_the_per_operation_numbers_of_the_memory_path(
+    tmp_path: Path, slo: SloConfig, truth: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = fake_vector_records(3000, truth=truth)
+    path = tmp_path / "records.parquet"
+    writer = RecordWriter(path)
+    for i in range(0, len(records), 500):
+        writer.add(records[i : i + 500])
+    writer.close()
+    plan = RunPlan(loop=LoopKind.POISSON, rate=400, burstiness=1, max_seconds=60, max_in_flight=8)
+    reports = [report(w) for w in range(2)]
+    targets = ["http://a:1", "http://b:2"]
+    kw = {"state": BenchState.COMPLETED, "targets": targets, "top_k": 10}
+    memory = summarize_run(plan, records, reports, slo, **kw)  # type: ignore[arg-type]
+    assert [o.operation for o in memory.operations] == [Operation.SEARCH, Operation.UPSERT]
+    search, upsert = memory.operations
+    assert search.failures and upsert.rows > 0 and memory.bytes_sent > 0
+    assert (search.recall.count > 0) is truth and search.top_k == 10
+    if slo.e2el_ms is not None or (slo.recall is not None and truth):  # some miss it
+        assert 0 < (search.goodput or 0) < (search.request_throughput or 0)
+    assert (search.goodput is not None) is slo.any
+    assert summarize_file(path, plan, reports, slo, **kw) == memory  # type: ignore[arg-type]
+    monkeypatch.setattr(exact, "IN_MEMORY", 50)
+    monkeypatch.setattr(exact, "GATHER", 20)
+    assert summarize_file(path, plan, reports, slo, **kw) == memory  # type: ignore[arg-type]
+    assert list(iter_records(path)) == records  # the vector fields round-trip
 
 
 def test_selection_equals_sorting_on_heavy_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:

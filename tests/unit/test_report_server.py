@@ -26,7 +26,9 @@ from tests.unit.test_report import (
 )
 
 
-def folder_with_server_side(tmp_path: Path, *, keep_rows: bool = True, gpus: bool = True) -> Path:
+def folder_with_server_side(
+    tmp_path: Path, *, keep_rows: bool = True, gpus: bool = True, vllm: bool = True
+) -> Path:
     folder = tmp_path / "res"
     records = run_records(0)
     summary = write_folder(folder, [poisson_plan()], records)
@@ -35,7 +37,7 @@ def folder_with_server_side(tmp_path: Path, *, keep_rows: bool = True, gpus: boo
     samples = [
         replace(r, labels={**r.labels, "Hostname": HOSTILE}) if "gpu" in r.labels else r
         for r in rows()
-        if gpus or "gpu" not in r.labels
+        if (gpus or "gpu" not in r.labels) and (vllm or not r.metric.startswith("vllm:"))
     ]
     summary = with_server_side(
         summary.model_copy(update={"runs": runs}), spans_of(records), samples
@@ -64,6 +66,13 @@ def test_a_service_without_gpus_still_gets_its_charts(tmp_path: Path) -> None:
     html = build_report(folder_with_server_side(tmp_path, gpus=False)).read_text()
     assert html.count("<svg") == 4 and 'id="w0-gpu-node"' in html
     assert "no data" in html
+
+
+def test_a_server_without_vllm_series_gets_no_empty_serving_chart(tmp_path: Path) -> None:
+    """A vector database (or any non-vLLM service): GPUs and nodes only, and no crash."""
+    html = build_report(folder_with_server_side(tmp_path, vllm=False)).read_text()
+    assert "<h3>Server and GPU</h3>" in html
+    assert 'id="w0-server"' not in html and 'id="w0-gpu-node"' in html
 
 
 def test_aggregates_without_the_samples_file_still_show(tmp_path: Path) -> None:

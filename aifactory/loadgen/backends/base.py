@@ -1,6 +1,12 @@
-"""What every backend provides: a request body, and a parser for its (streamed) response.
+"""The root of every backend, and what an LLM generation backend provides.
 
-Parsing is incremental and cheap: bytes are split into lines as they arrive, each event is
+A :class:`Backend` is one HTTP API, registered by name, of one :class:`RequestKind`: the
+kind says how the load generator prepares, sends and records its requests (an LLM
+generation from a prompt, or a vector-database operation; see ``aifactory.loadgen.drivers``),
+so the engine, the schedules, the workers and the statistics are the same for all of them.
+
+A :class:`GenerationBackend` provides a request body and a parser for its (streamed)
+response. Parsing is incremental and cheap: bytes are split into lines as they arrive, each event is
 decoded once with orjson, and only the arrival time of chunks that carry generated text is
 kept (all events in one socket read share that read's timestamp: that is when the client
 could see them). Text pieces are kept only to count tokens when the server sends no usage.
@@ -9,6 +15,7 @@ could see them). Text pieces are kept only to count tokens when the server sends
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import orjson
@@ -111,8 +118,16 @@ class SseParser(LineParser, ABC):
         """One decoded event: the backend knows where its API puts the generated text."""
 
 
+class RequestKind(StrEnum):
+    """How requests of a backend are prepared, sent and turned into records."""
+
+    GENERATION = "generation"  # a prompt in, generated tokens out (streamed or not)
+    VECTOR = "vector"  # a vector-database operation: search (recall@k) or upsert (rows)
+
+
 class Backend(ABC):
-    """One HTTP inference API; ``class Mine(Backend, name="mine")`` registers it.
+    """One HTTP API of some :class:`RequestKind`; subclass the kind's base class
+    (:class:`GenerationBackend`, ``VectorBackend``) with ``name="mine"`` to register it.
 
     ``--backend mine`` and ``backend: mine`` in a workload then select it everywhere (CLI,
     API, experiment files, local and remote workers); nothing else needs editing.
@@ -120,10 +135,8 @@ class Backend(ABC):
 
     #: The name workloads select this backend by.
     name: ClassVar[str]
-    #: URL path of the generation endpoint.
-    path: ClassVar[str]
-    #: URL path listing models (for model discovery and the pre-flight check).
-    models_path: ClassVar[str]
+    #: Which driver prepares, sends and records this backend's requests.
+    kind: ClassVar[RequestKind]
     #: Users paste OpenAI-style base URLs ending in ``/v1``; a backend whose paths start with
     #: ``/v1`` strips it from the target so the two do not double up.
     strips_v1: ClassVar[bool] = False
@@ -141,6 +154,16 @@ class Backend(ABC):
         if cls.strips_v1 and base.endswith("/v1"):
             base = base[: -len("/v1")]
         return base
+
+
+class GenerationBackend(Backend):
+    """One HTTP inference API: ``class Mine(GenerationBackend, name="mine")`` registers it."""
+
+    kind = RequestKind.GENERATION
+    #: URL path of the generation endpoint.
+    path: ClassVar[str]
+    #: URL path listing models (for model discovery and the pre-flight check).
+    models_path: ClassVar[str]
 
     def __init__(
         self, model: str, *, stream: bool, ignore_eos: bool, extra_body: dict[str, Any]

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from aifactory.loadgen.backends.base import (
-    Backend,
+    GenerationBackend,
     LineParser,
     ResponseState,
     decode_json,
@@ -39,7 +39,7 @@ class _NdjsonParser(LineParser):
             _handle(self.state, decode_json(line), now_ns)
 
 
-class OllamaGenerate(Backend, name="ollama_generate"):
+class OllamaGenerate(GenerationBackend, name="ollama_generate"):
     path = "/api/generate"
     models_path = "/api/tags"
 

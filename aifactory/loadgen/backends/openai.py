@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from aifactory.loadgen.backends.base import (
-    Backend,
+    GenerationBackend,
     LineParser,
     ResponseState,
     SseParser,
@@ -39,7 +39,7 @@ def _first_choice(obj: dict[str, Any]) -> dict[str, Any] | None:
     return choices[0]
 
 
-class _OpenAIBase(Backend):
+class _OpenAIBase(GenerationBackend):
     models_path = "/v1/models"
     strips_v1 = True
 

@@ -3,7 +3,9 @@
 The same definitions and numbers as :func:`aifactory.loadgen.metrics.summary.summarize_run`
 (which works on records in memory and is the reference the equality test holds this to),
 read from Parquet one row group at a time: counts and sums in one pass, then each
-distribution through :func:`aifactory.loadgen.metrics.exact.describe_chunks`.
+distribution through :func:`aifactory.loadgen.metrics.exact.describe_chunks`. Vector
+workloads get the per-operation figures of :mod:`aifactory.loadgen.metrics.operations` the
+same way (each operation's rows picked from the ``operation`` column of every batch).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from aifactory.shared.results import (
     EndpointSummary,
     ErrorType,
     LoopKind,
+    Operation,
+    OperationSummary,
     RunSummary,
     TokenSource,
 )
@@ -46,6 +50,7 @@ ROW_COLUMNS = ("warmup", "error", "endpoint")
 SCALARS = (
     "warmup", "error", "t0_s", "end_s", "scheduled_s", "output_tokens", "prompt_tokens",
     "output_tokens_source", "ttft_ms", "tpot_ms", "e2e_ms", "chunks", "endpoint",
+    "operation", "bytes_sent", "bytes_received", "recall", "rows",
 )  # fmt: skip
 
 
@@ -71,7 +76,24 @@ def on_endpoint(index: int) -> Rows:
     return lambda b: succeeded(b) & (_floats(b, "endpoint") == index)
 
 
+def doing(op: Operation) -> Rows:
+    """Successful measured requests of one operation."""
+    return lambda b: succeeded(b) & operations(b).get(op, False)
+
+
+def operations(batch: pa.RecordBatch) -> dict[Operation, Mask]:
+    """The rows of each operation present in ``batch`` (from the column's dictionary)."""
+    column = batch.column("operation")
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    codes = np.asarray(column.indices.to_numpy(zero_copy_only=False))
+    masks = {Operation(v): codes == i for i, v in enumerate(column.dictionary.to_pylist())}
+    return {op: mask for op, mask in masks.items() if mask.any()}
+
+
 def meets_slo(batch: pa.RecordBatch, slo: SloConfig) -> Mask:
+    """Successful measured requests meeting every objective set (``recall``: those that
+    have a recall, searches with ground truth, reach it; the others meet it)."""
     good = succeeded(batch)
     ttft, tpot, e2e = (_floats(batch, n) for n in ("ttft_ms", "tpot_ms", "e2e_ms"))
     if slo.ttft_ms is not None:
@@ -80,6 +102,9 @@ def meets_slo(batch: pa.RecordBatch, slo: SloConfig) -> Mask:
         good &= np.isnan(tpot) | (np.nan_to_num(tpot, nan=-math.inf) <= slo.tpot_ms)
     if slo.e2el_ms is not None:
         good &= ~np.isnan(e2e) & (np.nan_to_num(e2e, nan=math.inf) <= slo.e2el_ms)
+    if slo.recall is not None:
+        recall = _floats(batch, "recall")
+        good &= np.isnan(recall) | (np.nan_to_num(recall, nan=-math.inf) >= slo.recall)
     return good
 
 
@@ -107,8 +132,9 @@ class RecordsFile:
 
         return chunks
 
-    def column(self, rows: Rows, name: str) -> Chunks:
-        return self.values(rows, lambda b: _floats(b, name), (name,))
+    def column(self, rows: Rows, name: str, *also: str) -> Chunks:
+        """One column's values on the ``rows`` kept (``also``: more columns they read)."""
+        return self.values(rows, lambda b: _floats(b, name), (name, *also))
 
     def itl(self, rows: Rows) -> Chunks:
         """Every inter-token gap of the rows kept, pooled (stored in whole microseconds)."""
@@ -126,6 +152,28 @@ class RecordsFile:
 
 
 @dataclass
+class OperationTotals:
+    """One operation's counts and sums (measured requests), gathered with :class:`Totals`."""
+
+    sent: int = 0
+    ok: int = 0
+    good: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    rows: int = 0
+    first_send: float = math.inf
+    last_response: float = -math.inf
+    failures: Counter[ErrorType] = field(default_factory=Counter)
+
+    @property
+    def span(self) -> float | None:
+        """First send to last response (cancelled requests end nothing)."""
+        if self.last_response == -math.inf:
+            return None
+        return self.last_response - self.first_send
+
+
+@dataclass
 class Totals:
     """Everything a run summary counts, gathered in one pass over the row groups."""
 
@@ -137,11 +185,14 @@ class Totals:
     good: int = 0
     output_tokens: int = 0
     prompt_tokens: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
     first_send: float = math.inf
     last_send: float = -math.inf
     last_response: float = -math.inf
     failures: Counter[ErrorType] = field(default_factory=Counter)
     sources: Counter[TokenSource] = field(default_factory=Counter)
+    ops: dict[Operation, OperationTotals] = field(default_factory=dict)
 
     def add(self, batch: pa.RecordBatch, slo: SloConfig) -> None:
         m, ok = measured(batch), succeeded(batch)
@@ -151,9 +202,7 @@ class Totals:
         self.ok += int(ok.sum())
         self.warmup += int((~m).sum())
         self.warmup_failed += int((~m & failed).sum())
-        errors = batch.column("error").filter(pa.array(m & failed))
-        for item in pc.value_counts(errors.cast(pa.string())).to_pylist():
-            self.failures[ErrorType(item["values"])] += item["counts"]
+        _count_errors(self.failures, batch, m & failed)
         sources = batch.column("output_tokens_source").filter(pa.array(ok)).drop_null()
         for item in pc.value_counts(sources.cast(pa.string())).to_pylist():
             self.sources[TokenSource(item["values"])] += item["counts"]
@@ -170,8 +219,33 @@ class Totals:
             self.last_send = max(self.last_send, float(sends.max()))
         if ends.size:
             self.last_response = max(self.last_response, float(ends.max()))
-        if slo.any:
-            self.good += int(meets_slo(batch, slo).sum())
+        good = meets_slo(batch, slo) if slo.any else np.zeros(batch.num_rows, dtype=bool)
+        self.good += int(good.sum())
+        sent, received = _floats(batch, "bytes_sent"), _floats(batch, "bytes_received")
+        self.bytes_sent += int(np.nansum(sent[m]))
+        self.bytes_received += int(np.nansum(received[m]))
+        t0, end, rows = _floats(batch, "t0_s"), _floats(batch, "end_s"), _floats(batch, "rows")
+        for op, of_op in operations(batch).items():
+            mine = of_op & m
+            if not mine.any():
+                continue  # warmup only: not an operation of the measured run
+            o = self.ops.setdefault(op, OperationTotals())
+            o.sent += int(mine.sum())
+            o.ok += int((mine & ok).sum())
+            o.good += int((mine & good).sum())
+            o.bytes_sent += int(np.nansum(sent[mine]))
+            o.bytes_received += int(np.nansum(received[mine]))
+            o.rows += int(np.nansum(rows[mine & ok]))
+            o.first_send = min(o.first_send, float(t0[mine].min()))
+            if (ended := mine & ~cancelled).any():
+                o.last_response = max(o.last_response, float(end[ended].max()))
+            _count_errors(o.failures, batch, mine & failed)
+
+
+def _count_errors(into: Counter[ErrorType], batch: pa.RecordBatch, rows: Mask) -> None:
+    errors = batch.column("error").filter(pa.array(rows))
+    for item in pc.value_counts(errors.cast(pa.string())).to_pylist():
+        into[ErrorType(item["values"])] += item["counts"]
 
 
 def summarize_file(
@@ -183,9 +257,11 @@ def summarize_file(
     state: BenchState,
     targets: Sequence[str] = (),
     started_at: datetime | None = None,
+    top_k: int | None = None,
 ) -> RunSummary:
     """The :class:`RunSummary` of the records in ``path`` (one run, or one sweep stage);
-    ``started_at``: the stage's wall-clock start, which ties it to the monitor's samples."""
+    ``started_at``: the stage's wall-clock start, which ties it to the monitor's samples;
+    ``top_k``: the k of a vector workload's searches (echoed in their figures)."""
     f = RecordsFile(path)
     t = Totals()
     for batch in f.batches(SCALARS):
@@ -243,6 +319,9 @@ def summarize_file(
         preemptions=sum(w.preemptions for w in reports),
         worker_pids=[w.pid for w in reports],
         endpoints=_per_endpoint(f, targets, duration) if len(targets) > 1 else [],
+        operations=_per_operation(f, t, duration, slo, top_k),
+        bytes_sent=t.bytes_sent,
+        bytes_received=t.bytes_received,
     )
 
 
@@ -277,6 +356,40 @@ def _per_endpoint(
                 request_throughput=rate(ok, duration),
                 ttft_ms=f.describe(f.column(rows, "ttft_ms")),
                 e2el_ms=f.describe(f.column(rows, "e2e_ms")),
+            )
+        )
+    return out
+
+
+def _per_operation(
+    f: RecordsFile, t: Totals, duration: float | None, slo: SloConfig, top_k: int | None
+) -> list[OperationSummary]:
+    """As :func:`aifactory.loadgen.metrics.operations.operation_summaries`: nothing for a
+    run of LLM generations only (the run is its one operation)."""
+    if set(t.ops) <= {Operation.GENERATE}:
+        return []
+    out = []
+    for op in Operation:
+        o = t.ops.get(op)
+        if o is None:
+            continue
+        ok = doing(op)
+        out.append(
+            OperationSummary(
+                operation=op,
+                requests_sent=o.sent,
+                requests_ok=o.ok,
+                requests_failed=o.sent - o.ok,
+                failures={k: o.failures[k] for k in sorted(o.failures)},
+                request_throughput=rate(o.ok, duration),
+                goodput=rate(o.good, duration) if slo.any else None,
+                latency_ms=f.describe(f.column(ok, "e2e_ms", "operation")),
+                bytes_sent=o.bytes_sent,
+                bytes_received=o.bytes_received,
+                recall=f.describe(f.column(ok, "recall", "operation")),
+                top_k=top_k if op is Operation.SEARCH else None,
+                rows=o.rows,
+                rows_per_s=rate(o.rows, o.span) if op is Operation.UPSERT else None,
             )
         )
     return out

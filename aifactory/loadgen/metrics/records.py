@@ -4,7 +4,9 @@ A plain slotted dataclass (not a pydantic model) because one is built per reques
 path; ``RECORD_ADAPTER`` validates them when they are read back from JSONL or a pipe, and
 orjson serialises them natively. Times are relative to the run's start (seconds), latencies
 in milliseconds. A failed request has ``error`` set and no latencies: failures never reach
-the latency statistics.
+the latency statistics. Every field is a plain scalar (or a list of floats), whatever the
+request kind: LLM generations fill the token fields, vector operations ``recall``,
+``results`` and ``rows``; fields a kind does not use stay ``None``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
-from aifactory.shared.results import ErrorType, TokenSource
+from aifactory.shared.results import ErrorType, Operation, TokenSource
 
 
 @dataclass(slots=True)
@@ -25,7 +27,7 @@ class RequestRecord:
     run_index: int  # sub-run (sweep stage) index; 0 for a single run
     worker_id: int
     request_index: int  # per worker, in send order
-    prompt_index: int  # which dataset entry
+    prompt_index: int  # which dataset entry (a prompt, a query, an upsert batch)
     warmup: bool
     scheduled_s: float  # planned send time, seconds since the run's start
     t0_s: float  # actual send time (after a concurrency slot was acquired)
@@ -43,6 +45,12 @@ class RequestRecord:
     error_message: str | None = None
     http_status: int | None = None
     endpoint: int = 0  # which of the config's targets it went to (round-robin)
+    operation: Operation = Operation.GENERATE  # what the request did
+    bytes_sent: int | None = None  # request bytes written (headers and body)
+    bytes_received: int | None = None  # response bytes read (headers and body), when complete
+    recall: float | None = None  # search: |returned ids ∩ true top-k| / k (None: no truth)
+    results: int | None = None  # search: hits returned
+    rows: int | None = None  # upsert: rows in the batch written
 
     @property
     def ok(self) -> bool:

@@ -6,6 +6,8 @@ count successful requests; goodput = successful requests meeting every SLO set /
 A request with no measurable TTFT (non-streaming) does not meet a TTFT objective; one with
 fewer than two output tokens has no TPOT and meets a TPOT objective. Warmup requests are
 excluded from everything but ``warmup_excluded``; failures (by type) from every latency.
+A recall objective applies to requests that have a recall (searches with ground truth).
+Per-operation figures (``operations``) come from :mod:`operations`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from aifactory.loadgen.messages import WorkerReport
+from aifactory.loadgen.metrics.operations import operation_summaries
 from aifactory.loadgen.metrics.records import RequestRecord
 from aifactory.loadgen.metrics.stats import describe
 from aifactory.loadgen.scheduler.plan import RunPlan
@@ -30,6 +33,8 @@ def meets_slo(rec: RequestRecord, slo: SloConfig) -> bool:
     if slo.ttft_ms is not None and (rec.ttft_ms is None or rec.ttft_ms > slo.ttft_ms):
         return False
     if slo.tpot_ms is not None and rec.tpot_ms is not None and rec.tpot_ms > slo.tpot_ms:
+        return False
+    if slo.recall is not None and rec.recall is not None and rec.recall < slo.recall:
         return False
     return not (slo.e2el_ms is not None and (rec.e2e_ms is None or rec.e2e_ms > slo.e2el_ms))
 
@@ -49,8 +54,10 @@ def summarize_run(
     state: BenchState,
     targets: Sequence[str] = (),
     started_at: datetime | None = None,
+    top_k: int | None = None,
 ) -> RunSummary:
-    """``targets``: the config's base URLs; with several, per-endpoint figures are added."""
+    """``targets``: the config's base URLs; with several, per-endpoint figures are added.
+    ``top_k``: the k of a vector workload's searches (echoed in their figures)."""
     measured = [r for r in records if not r.warmup]
     warm = len(records) - len(measured)
     ok = [r for r in measured if r.ok]
@@ -113,6 +120,9 @@ def summarize_run(
         preemptions=sum(w.preemptions for w in reports),
         worker_pids=[w.pid for w in reports],
         endpoints=_per_endpoint(measured, targets, duration) if len(targets) > 1 else [],
+        operations=operation_summaries(measured, duration, slo, meets_slo, top_k),
+        bytes_sent=sum(r.bytes_sent or 0 for r in measured),
+        bytes_received=sum(r.bytes_received or 0 for r in measured),
     )
 
 

@@ -7,7 +7,7 @@ and the client service treat both alike. Steps: pre-flight the target here, rend
 submit ``client/loadgen`` (job ``aif-bench-<id>``), wait until every worker has said hello
 (failing with the scheduler's reason if the job ends or pends too long), then per stage
 (sweeps included, planned from earlier stages as locally): write the work orders, collect
-records until every participant has reported, summarise with ``summarize_run``. The job is
+records until every participant has reported, summarise from the stage's records file. The job is
 released (``finish``) at the end and cancelled in every case.
 
 A run fails (:class:`RemoteWorkersError`, naming the worker) when a worker reports a
@@ -29,9 +29,8 @@ from nats.errors import Error as NatsError
 from nats.js.api import DeliverPolicy
 
 from aifactory.loadgen.collector import Collector, RecordsCallback, WindowCallback
-from aifactory.loadgen.datasets import validate_dataset
+from aifactory.loadgen.drivers import preflight
 from aifactory.loadgen.errors import ConfigError
-from aifactory.loadgen.preflight import preflight
 from aifactory.loadgen.progress import LiveProgress
 from aifactory.loadgen.remote import protocol
 from aifactory.loadgen.remote.board import Board
@@ -50,7 +49,7 @@ from aifactory.loadgen.remote.stages import (
 )
 from aifactory.loadgen.remote.topology import ensure_work_topology, purge_benchmark
 from aifactory.loadgen.results import RECORDS_FILE, BenchResult, assemble_result
-from aifactory.loadgen.runner import next_stage
+from aifactory.loadgen.runner import next_stage, settle
 from aifactory.shared.channel import subject_token
 from aifactory.shared.executors.base import Executor, ExecutorError
 from aifactory.shared.messages.base import utcnow
@@ -89,7 +88,6 @@ async def run_remote_benchmark(
         raise ConfigError(f"benchmark id: {exc}") from exc
     t = timeouts or RemoteTimeouts()
     started_at = utcnow()
-    validate_dataset(config.dataset)
     resolved = await preflight(config)
     script = render_loadgen(
         resolved, benchmark_id=benchmark_id, settings=settings, executor=executor
@@ -157,7 +155,7 @@ async def run_remote_benchmark(
         )
         if await run.wait_ready():
             while not stop_event.is_set() and (plan := next_stage(resolved, runs)) is not None:
-                runs.append(await run.run_stage(plan))
+                runs.append(await settle(resolved, await run.run_stage(plan)))
         finished = not stop_event.is_set()
     finally:
         ticker.cancel()

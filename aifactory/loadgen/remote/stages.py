@@ -257,6 +257,7 @@ class RemoteRun:
             state=state,
             targets=self.config.targets,
             started_at=datetime.fromtimestamp(start_wall_ns / 1e9, UTC),
+            top_k=self.config.vector.top_k if self.config.vector else None,
         )
 
     async def release(self, finished: bool) -> None:

@@ -1,0 +1,1 @@
+"""Vector-database workloads: datasets, ground truth, request sources and requesters."""
