@@ -82,9 +82,14 @@ class ScrapeScheduler:
     async def _loop(self, key: str, delay: float) -> None:
         loop = asyncio.get_running_loop()
         due = loop.time() + delay
+        me = asyncio.current_task()
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
-            target = self.targets[key]
+            target = self.targets.get(key)
+            if target is None or self._tasks.get(key) is not me:
+                # Replaced or stopped while its cancellation was swallowed (a scrape or a
+                # publish that caught it): this loop is stale, the new one scrapes.
+                return
             started = utcnow()
             outcome = await self.scraper.scrape(target.url)
             try:

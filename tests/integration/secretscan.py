@@ -152,7 +152,7 @@ class ProcessWatch:
                 continue
             pid = int(entry.name)
             cmdline = _read(f"/proc/{pid}/cmdline")
-            if cmdline is None:
+            if not cmdline:  # gone, a kernel thread, or a zombie (whose cmdline is empty)
                 continue
             shown = cmdline.replace(b"\0", b" ").decode(errors="replace")
             self.commands[pid] = shown  # the latest: a pid can be reused

@@ -115,10 +115,7 @@ def slurm_ready() -> None:
     need(ok, "a running SLURM cluster (sudo deploy/local-slurm/up.sh)")
 
 
-@pytest.fixture
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSshd]:
-    """A throw-away sshd on 127.0.0.1 (fails under AIFACTORY_REQUIRE_INTEGRATION=1 if
-    openssh-server is missing)."""
+def _local_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSshd]:
     need(sshd_binary() is not None, "sshd (openssh-server; deploy/setup.sh installs it)")
     need(shutil.which("ssh-keygen") is not None, "ssh-keygen (openssh-client)")
     server = LocalSshd(tmp_path_factory.mktemp("sshd")).start()
@@ -126,3 +123,16 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSshd]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSshd]:
+    """A throw-away sshd on 127.0.0.1 (fails under AIFACTORY_REQUIRE_INTEGRATION=1 if
+    openssh-server is missing); one per test, for tests that stop or restart it."""
+    yield from _local_sshd(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def module_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSshd]:
+    """The same, shared by a module's tests that only log in (each start/stop costs ~2 s)."""
+    yield from _local_sshd(tmp_path_factory)

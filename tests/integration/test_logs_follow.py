@@ -29,7 +29,7 @@ from aifactory.shared.executors.ssh_connection import SshConnection
 from aifactory.shared.messages import LogStream
 from aifactory.shared.settings import Settings
 from tests.integration.logkit import Readback, wait_eof, wait_records
-from tests.integration.sshd import LocalSshd, sshd  # noqa: F401 - fixture
+from tests.integration.sshd import LocalSshd, module_sshd  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.nats
 
@@ -79,7 +79,7 @@ async def rig(
     if request.param == "local":
         executor = LocalExecutor(tmp_path / "lx")
     else:
-        sshd: LocalSshd = request.getfixturevalue("sshd")
+        sshd: LocalSshd = request.getfixturevalue("module_sshd")
         executor = SlurmSshExecutor(SshConnection(sshd.settings()))
     broker = make_broker(settings, name="test-logs")
     await broker.connect()
