@@ -115,6 +115,8 @@ class ProcessWatch:
     files: dict[Path, set[int]] = field(default_factory=dict)
     #: pid → its command line.
     commands: dict[int, str] = field(default_factory=dict)
+    #: pid → its parent's pid (helpers a library spawns take their parent's side).
+    parents: dict[int, int] = field(default_factory=dict)
     cmdline_hits: set[Hit] = field(default_factory=set)
     environ_hits: set[Hit] = field(default_factory=set)
     samples: int = 0
@@ -156,6 +158,9 @@ class ProcessWatch:
                 continue
             shown = cmdline.replace(b"\0", b" ").decode(errors="replace")
             self.commands[pid] = shown  # the latest: a pid can be reused
+            parent = _ppid(pid)
+            if parent is not None:
+                self.parents[pid] = parent
             label = f"pid {pid} ({shown[:160]})"
             self.cmdline_hits |= search(cmdline, label, self._wanted)
             environ = _read(f"/proc/{pid}/environ")
@@ -174,6 +179,14 @@ class ProcessWatch:
                 except FileNotFoundError:
                     continue
                 self.files.setdefault(path, set()).add(mode)
+
+
+def _ppid(pid: int) -> int | None:
+    stat_line = _read(f"/proc/{pid}/stat")
+    if not stat_line:
+        return None
+    # "pid (comm) state ppid …": comm may hold spaces and parentheses; split after the last ')'
+    return int(stat_line.rsplit(b")", 1)[1].split()[1])
 
 
 def _read(path: str) -> bytes | None:

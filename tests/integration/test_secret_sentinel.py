@@ -147,10 +147,28 @@ def _roots_written(tmp_path: Path) -> list[Path]:
     return [d for d in dirs if d.is_dir() and not tmp_path.is_relative_to(d)]
 
 
-def _stack_process(where: str) -> bool:
+STACK_COMMANDS = ("cli.main up", "aifactory.services.", "nats-server")
+JOB_COMMANDS = ("local_runner", " simulate ", "bench worker", "/jobs/")
+
+
+def _stack_process(where: str, watch: ProcessWatch | None = None) -> bool:
     """Whether a hit's process is one of the stack's (started with the test's environment)
-    rather than a job's."""
-    return any(part in where for part in ("cli.main up", "aifactory.services.", "nats-server"))
+    rather than a job's. A process that is neither (a compiler ``ctypes.util.find_library``
+    runs when asyncssh is imported, a shell) is on its parent's side."""
+    if any(part in where for part in STACK_COMMANDS):
+        return True
+    if watch is None or any(part in where for part in JOB_COMMANDS):
+        return False
+    pid = int(where.split()[1])
+    seen: set[int] = set()
+    while (pid := watch.parents.get(pid, 0)) > 1 and pid not in seen:
+        seen.add(pid)
+        command = watch.commands.get(pid, "")
+        if any(part in command for part in STACK_COMMANDS):
+            return True
+        if any(part in command for part in JOB_COMMANDS):
+            return False
+    return False
 
 
 def _by_file(hits: set[Hit]) -> dict[str, set[str]]:
@@ -247,9 +265,9 @@ def test_sentinel_secrets_stay_in_their_files(tmp_path: Path) -> None:
     # The token is where the test put it (the stack's processes), the NATS password and the
     # store key in no environment; jobs (the simulator, its runner, the load workers) get
     # the recipe's secrets only.
-    in_stack = {h.label for h in watch.environ_hits if _stack_process(h.where)}
+    in_stack = {h.label for h in watch.environ_hits if _stack_process(h.where, watch)}
     assert in_stack <= {"api token", "api key", "hf token"}
-    in_jobs = {h for h in watch.environ_hits if not _stack_process(h.where)}
+    in_jobs = {h for h in watch.environ_hits if not _stack_process(h.where, watch)}
     assert {h.label for h in in_jobs} == {"api key", "hf token"}, sorted(in_jobs)
     in_simulator = {h.label for h in in_jobs if " simulate " in h.where}
     assert in_simulator == {"api key", "hf token"}  # what secrets_env hands the job
