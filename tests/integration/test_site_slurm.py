@@ -5,7 +5,9 @@ side on one node (each job chooses its own ports)."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +88,25 @@ async def test_site_defaults_and_setup_commands_reach_the_job(
         server.stop()
 
 
+def free_run_below_ephemeral(length: int = 3) -> int:
+    """A first port whose ``length`` ports are free, below Linux's ephemeral range (32768+).
+
+    Recipes name fixed ports (8000, 11434…) there; a port inside the ephemeral range can be
+    taken by any outgoing connection between a job's claim and its server's bind, which
+    failed a simulator here once (EADDRINUSE, exit 1)."""
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(10_000, 19_000)
+        try:
+            for port in range(first, first + length):
+                with socket.socket() as sock:
+                    sock.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        return first
+    raise AssertionError("no run of free ports in 10000-19000")
+
+
 async def test_three_simulators_of_one_recipe_run_side_by_side_on_one_node(
     nats_server: EmbeddedNats, tmp_path: Path, jobs_dir: Path
 ) -> None:
@@ -93,7 +114,7 @@ async def test_three_simulators_of_one_recipe_run_side_by_side_on_one_node(
     shutil.copy(PACKAGE_ROOT / "recipes" / "inference" / "simulator.yaml", recipes / "inference")
     env = {"AIFACTORY_JOBS_DIR": str(jobs_dir), "PATH": venv_path()}
     server = ServerProcess(tmp_path, nats_server.url, executor="slurm", **env).start()
-    wanted = free_port()
+    wanted = free_run_below_ephemeral()
     overrides = {"ports": {"http": wanted}, "resources": {"time_limit": "00:05:00"}}
     ids: list[str] = []
     try:
