@@ -20,7 +20,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from aifactory.shared.connection import ConnectionFileError, NodeExporters, parse_exporters
+from aifactory.shared.connection import (
+    ConnectionFileError,
+    NodeExporters,
+    base_url,
+    parse_exporters,
+)
 from aifactory.shared.connection import exporters_path as exporters_file
 from aifactory.shared.messages.jobs import Endpoint
 from aifactory.shared.messages.monitor import ScrapeTarget, TargetRole
@@ -53,8 +58,7 @@ def reachable_host(record: ServiceRecord, exporters: NodeExporters) -> str:
 
 
 def _url(host: str, port: int, path: str) -> str:
-    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return f"http://{shown}:{port}{path}"
+    return base_url(host, port) + path
 
 
 async def read_exporters(record: ServiceRecord, read: ReadFile) -> list[NodeExporters]:
